@@ -94,8 +94,8 @@ def main():
     ap.add_argument('--data-dir', default='data', help='folder holding cifar-10-batches-py/')
     ap.add_argument('--out', default='data/results/bench_data.json')
     ap.add_argument('--threads', type=int, default=2, help='torch CPU threads (the goal is stated for 2 cores)')
-    ap.add_argument('--reps', type=int, default=15, help='timed repetitions (median reported)')
-    ap.add_argument('--batches', type=int, default=20, help='batches per repetition')
+    ap.add_argument('--reps', type=int, default=15, help='timed rounds (median reported)')
+    ap.add_argument('--batches', type=int, default=10, help='batches per job and round (per_image: 2)')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--skip-variants', action='store_true', help='time only the FastLoader pipeline')
@@ -110,18 +110,18 @@ def main():
     name = lambda dt, bs: f"{'fp32' if dt == torch.float32 else 'bf16'} b{bs}"
     sync = torch.cuda.synchronize if dev.type == 'cuda' else (lambda: None)
 
-    for dt, bs in cfgs:  # the pipeline as training sees it
+    # Every (what, config) job is timed once per round, round-robin, so a burst of load from other
+    # processes on a shared machine hits all of them alike instead of whichever ran at that moment.
+    jobs = {}
+    for dt, bs in cfgs:  # the pipeline as training sees it: permutation, random draws, batches
         dl = FastLoader(*ds.train, bs, mean=ds.mean, std=ds.std, device=dev, dtype=dt, seed=a.seed)
-        it = iter(dl); times, done = [], 0
-        for r in range(a.reps + 1):
-            t0 = time.perf_counter()
+        state = dict(it=iter(dl))
+        def run(dl=dl, state=state):
             for _ in range(a.batches):
-                try: next(it)
-                except StopIteration: it = iter(dl); next(it)
-            sync(); t = time.perf_counter() - t0
-            if r: times.append(t)  # first repetition is warm-up
-        res['pipeline'][name(dt, bs)] = stats(times, a.batches*bs)
-        print(f"pipeline {name(dt, bs)}: {res['pipeline'][name(dt, bs)]['median_img_per_s']:,.0f} img/s", flush=True)
+                try: next(state['it'])
+                except StopIteration: state['it'] = iter(dl); next(state['it'])
+            sync()
+        jobs[('pipeline', name(dt, bs))] = (run, a.batches*bs)
 
     if not a.skip_variants and dev.type == 'cpu':
         std_t, mean_t = torch.tensor(ds.std), torch.tensor(ds.mean)
@@ -135,21 +135,27 @@ def main():
         res['extra_bytes'] = dict(index_select=0, row_gather=tab.numel(), padded_gather=xpad.numel(), unfold=xpad.numel(), shift_masks=xpad.numel())
         g = torch.Generator().manual_seed(a.seed)
         for vname, fn in VARIANTS.items():
-            res['variants'][vname] = {}
-            nb, reps = (2, 3) if vname == 'per_image' else (a.batches, a.reps)
+            nb = 2 if vname == 'per_image' else a.batches
             for dt, bs in cfgs:
                 perm = torch.randperm(len(x), generator=g)
                 draws = [(perm[k*bs:(k+1)*bs], torch.randint(-4, 5, (bs, 2), generator=g), torch.rand(bs, generator=g) < 0.5) for k in range(nb)]
-                ref = index_select(ctx, *draws[0], dt)
+                ref = index_select(ctx, *draws[0], dt)   # every variant must compute the same batch
                 torch.testing.assert_close(fn(ctx, *draws[0], dt).float(), ref.float(), atol=2e-2 if dt == torch.bfloat16 else 1e-5, rtol=0)
-                times = []
-                for r in range(reps + 1):
-                    t0 = time.perf_counter()
+                def run(fn=fn, draws=draws, dt=dt):
                     for d in draws: fn(ctx, *d, dt)
-                    t = time.perf_counter() - t0
-                    if r: times.append(t)
-                res['variants'][vname][name(dt, bs)] = stats(times, nb*bs)
-                print(f"{vname:>14} {name(dt, bs)}: {res['variants'][vname][name(dt, bs)]['median_img_per_s']:,.0f} img/s", flush=True)
+                jobs[(vname, name(dt, bs))] = (run, nb*bs)
+
+    times = {k: [] for k in jobs}
+    for r in range(a.reps + 1):
+        for k, (fn, n) in jobs.items():
+            t0 = time.perf_counter(); fn(); t = time.perf_counter() - t0
+            if r: times[k].append(t)  # round 0 is warm-up
+        res.setdefault('loadavg_1min_per_round', []).append(os.getloadavg()[0])
+        print(f"round {r}/{a.reps} done, load {os.getloadavg()[0]:.2f}", flush=True)
+    for (what, cfg), (_, n) in jobs.items():
+        st = stats(times[(what, cfg)], n)
+        (res['pipeline'] if what == 'pipeline' else res['variants'].setdefault(what, {}))[cfg] = st
+        print(f"{what:>15} {cfg}: {st['median_img_per_s']:>10,.0f} img/s", flush=True)
 
     res['goal_met'] = min(v['median_img_per_s'] for v in res['pipeline'].values()) > res['goal_img_per_s']
     p = save_results(a.out, res, seed=a.seed, data_dir=a.data_dir, loadavg_before=load0, loadavg_after=os.getloadavg())

@@ -43,11 +43,15 @@ def resnet20(n_classes=10, n=3, widths=(16, 32, 64)):
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ci, n_classes))
 
 def build_model(name:str, n_classes:int=10)->tuple[nn.Module, object, object]:
-    "The model to benchmark and its criterion and metric (None: fit's defaults). Hook for dynmoe.models."
+    "The model to benchmark and its criterion and metric (None: fit's defaults)."
     if name == 'resnet20': return resnet20(n_classes), None, None
-    # Hook for the lead: once dynmoe.models exists, build `name` (a kind or backbone) here and return
-    # (model, criterion, metric), e.g. (net, DynLoss(net, ...), lambda out, y: top1(out.logits[-1], y)).
-    raise ValueError(f"unknown model {name!r}: only 'resnet20' until dynmoe.models is wired in (see build_model)")
+    from dynmoe.models import DynNet, KINDS
+    from dynmoe.losses import DynLoss
+    from dynmoe.train import top1
+    kind, _, backbone = name.partition(':')
+    if kind not in KINDS: raise ValueError(f"unknown model {name!r}: 'resnet20' or KIND[:BACKBONE] with KIND in {KINDS}")
+    net = DynNet(kind, backbone or 'resnet20', n_classes)
+    return net, DynLoss(net, lam=1.0, kd=0.5), lambda out, y: top1(out.logits[-1], y)
 
 class TimedBatches:
     "The same batch `n` times; stamps the clock whenever `fit` asks for a batch, so the gaps are whole training steps."
@@ -59,14 +63,17 @@ class TimedBatches:
         self.stamps.append(time.perf_counter())
 
 def forward_macs(model, x)->float:
-    "Forward MACs per image (FlopCounterMode counts 2 FLOPs per MAC)."
-    with torch.no_grad(), FlopCounterMode(display=False) as fc: model(x)
+    "Useful forward MACs per image of a training forward (FlopCounterMode, 2 FLOPs per MAC; bucket padding excluded)."
+    buckets = {m: m.bucket for m in model.modules() if hasattr(m, 'bucket')}
+    for m in buckets: m.bucket = None   # exact expert sub-batches: count the work, not the padding
+    with torch.no_grad(), FlopCounterMode(display=False) as fc: model.train()(x)
+    for m, b in buckets.items(): m.bucket = b
     return fc.get_total_flops() / 2 / len(x)
 
 PRESETS = dict(default=dict(batch_size=128, steps=20, warmup=5), smoke=dict(batch_size=16, steps=3, warmup=1))
 
 @call_parse
-def main(model:str='resnet20', # model name (see build_model)
+def main(model:str='static,dynmoe', # comma-separated model names (see build_model): resnet20 or KIND[:BACKBONE]
          preset:str='default', # 'default' or 'smoke'; explicit options below override it
          batch_size:int=None, # images per step (default: preset's)
          steps:int=None, # timed steps (default: preset's)
@@ -83,29 +90,36 @@ def main(model:str='resnet20', # model name (see build_model)
     bs, steps, warmup = batch_size or p['batch_size'], steps or p['steps'], warmup if warmup is not None else p['warmup']
     if threads: torch.set_num_threads(threads)
     dev = resolve_device(device)
-    runs = {}
-    for dt in dtypes.split(','):
-        if dt not in ('bf16', 'fp32'): raise ValueError(f"dtypes must be bf16 and/or fp32, got {dt!r}")
-        set_seed(seed)
-        net, crit, metric = build_model(model)
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(bs, 3, 32, 32, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, 10, (bs,), generator=g).to(dev)
-        macs = forward_macs(net.to(dev), x)
-        dl = TimedBatches(x, y, warmup + steps)
-        cfg = Config(epochs=1, batch_size=bs, amp=dt == 'bf16', device=str(dev), quiet=True, seed=seed)
-        fit(net, dl, cfg=cfg, criterion=crit, metric=metric)
-        ts = np.diff(dl.stamps)[warmup:]                      # seconds per step, after warmup
-        med = float(np.median(ts))
-        runs[dt] = dict(autocast_dtype=str(amp_dtype(dev)) if dt == 'bf16' else 'none (fp32)',
-                        step_ms_median=1e3 * med, step_ms_min=1e3 * float(ts.min()), step_ms_max=1e3 * float(ts.max()),
-                        img_per_s_median=bs / med, train_gmacs_per_s_median=3 * macs * bs / med / 1e9)
-        print(f"{model} {dt}: {1e3*med:.1f} ms/step (min {1e3*ts.min():.1f}, max {1e3*ts.max():.1f}), "
-              f"{bs/med:.0f} img/s, {3*macs*bs/med/1e9:.1f} GMAC/s (training = 3x forward MACs)")
-    results = dict(model=model, device=str(dev), batch_size=bs, steps=steps, warmup=warmup, threads=torch.get_num_threads(),
-                   forward_macs_per_image=macs, train_macs_per_image=3 * macs,
-                   macs_note='forward MACs from torch.utils.flop_counter (2 FLOPs = 1 MAC); a training step counted as 3x forward',
-                   timing_note='whole fit() steps (forward, loss, backward, SGD, EMA, metrics); median over steps after warmup',
-                   runs=runs)
+    results = dict(device=str(dev), batch_size=bs, steps=steps, warmup=warmup, threads=torch.get_num_threads(),
+                   macs_note='forward MACs from torch.utils.flop_counter (2 FLOPs = 1 MAC), expert padding excluded; a training step counted as 3x forward',
+                   timing_note='whole fit() steps (forward, loss, backward, SGD, EMA, metrics, bi-level outer steps); median over steps after warmup',
+                   models={})
+    for name in model.split(','):
+        runs = {}
+        for dt in dtypes.split(','):
+            if dt not in ('bf16', 'fp32'): raise ValueError(f"dtypes must be bf16 and/or fp32, got {dt!r}")
+            set_seed(seed)
+            net, crit, metric = build_model(name)
+            g = torch.Generator().manual_seed(seed)
+            x = torch.randn(bs, 3, 32, 32, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
+            y = torch.randint(0, 10, (bs,), generator=g).to(dev)
+            macs = forward_macs(net.to(dev), x)
+            dl = TimedBatches(x, y, warmup + steps)
+            cfg = Config(epochs=1, batch_size=bs, amp=dt == 'bf16', device=str(dev), quiet=True, seed=seed, ema_decay=0.999)
+            fit(net, dl, cfg=cfg, criterion=crit, metric=metric)
+            ts = np.diff(dl.stamps)[warmup:]                      # seconds per step, after warmup
+            med = float(np.median(ts))
+            runs[dt] = dict(autocast_dtype=str(amp_dtype(dev)) if dt == 'bf16' else 'none (fp32)',
+                            step_ms_median=1e3 * med, step_ms_min=1e3 * float(ts.min()), step_ms_max=1e3 * float(ts.max()),
+                            img_per_s_median=bs / med, train_gmacs_per_s_median=3 * macs * bs / med / 1e9)
+            print(f"{name} {dt}: {1e3*med:.1f} ms/step (min {1e3*ts.min():.1f}, max {1e3*ts.max():.1f}), "
+                  f"{bs/med:.0f} img/s, {3*macs*bs/med/1e9:.1f} GMAC/s (training = 3x forward {macs/1e6:.2f} MMACs)")
+        results['models'][name] = dict(forward_macs_per_image=macs, train_macs_per_image=3 * macs, runs=runs)
+    names = model.split(',')
+    if len(names) > 1:  # MAC/s of each model relative to the first, per precision, measured in this one run
+        base = results['models'][names[0]]['runs']
+        results['macs_per_s_ratio_vs_' + names[0]] = {n: {dt: r['train_gmacs_per_s_median'] / base[dt]['train_gmacs_per_s_median']
+                                                          for dt, r in results['models'][n]['runs'].items()} for n in names[1:]}
+        print(results['macs_per_s_ratio_vs_' + names[0]])
     path = save_results(out, results, preset=preset, seed=seed)
     print(f"wrote {path}")
