@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastcore.script import call_parse, store_true
-from dynmoe.core import save_results, set_seed, autocast
+from dynmoe.core import save_results, load_results, set_seed, autocast
 from dynmoe.data import get_dataset, find_cifar10
 from dynmoe.cli import make_config, run_training, load_trained, build_model, build_criterion
 from dynmoe.latency import (export_onnx, OrtNet, measure_lut, check_against_torch, path_cost, prediction_quality,
                             exit_costs_per_image, choose_thresholds, decision_share, camera_stream, deadline_report, FRAME_KINDS)
 
-PRESETS = dict(default=dict(n_test=2000, repeats=5, lut_repeats=300, n_stream=1000, stream_repeats=3),
-               smoke=dict(n_test=64, repeats=2, lut_repeats=20, n_stream=64, stream_repeats=1))
+PRESETS = dict(default=dict(n_test=2000, repeats=5, lut_repeats=300, n_stream=1000, stream_repeats=3, n_curve=1000, curve_points=8),
+               smoke=dict(n_test=64, repeats=2, lut_repeats=20, n_stream=64, stream_repeats=1, n_curve=32, curve_points=3))
 
 def calibrate_epochs(cfg, ds, seconds:float, steps:int=6)->tuple[int, float]:
     "Epochs that fit in `seconds`: time a few training steps of the model `cfg` describes (forward, loss, backward, SGD)."
@@ -98,20 +98,20 @@ def main(train_seconds:int=600, # training budget per model (quick recipe, epoch
          static_ckpt:str=None, dynmoe_ckpt:str=None, # use these dynmoe-train checkpoints instead of training
          retrain:store_true=False, # train even if ckpt_dir already holds runs
          preset:str='default', # 'default' or 'smoke' (synthetic data, seconds; results go to /tmp)
-         n_test:int=None, repeats:int=None, lut_repeats:int=None, n_stream:int=None, stream_repeats:int=None,
+         n_test:int=None, repeats:int=None, lut_repeats:int=None, n_stream:int=None, stream_repeats:int=None, n_curve:int=None, curve_points:int=None,
          severity:int=5, # corruption severity of the stream's blurred / noisy frames
          seed:int=0,
          out:str='data/results', # results folder
         ):
     "Static vs DynMoE latency on onnxruntime (one thread, batch 1): LUT, matched-accuracy comparison, camera stream."
     if preset not in PRESETS: raise SystemExit(f"unknown preset {preset!r}; choose one of {tuple(PRESETS)}")
-    P = {k: v if v is not None else PRESETS[preset][k] for k, v in dict(n_test=n_test, repeats=repeats, lut_repeats=lut_repeats,
-                                                                         n_stream=n_stream, stream_repeats=stream_repeats).items()}
+    P = {k: v if v is not None else PRESETS[preset][k] for k, v in dict(n_test=n_test, repeats=repeats, lut_repeats=lut_repeats, n_stream=n_stream,
+                                                                         stream_repeats=stream_repeats, n_curve=n_curve, curve_points=curve_points).items()}
     smoke = preset == 'smoke'
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', torch.get_num_threads())))
     out = Path('/tmp/dynmoe_latency_smoke/results' if smoke and out == 'data/results' else out)
     ckpt_dir = Path(ckpt_dir + ('_smoke' if smoke else ''))
-    root = None if smoke else str(find_cifar10(data_dir) or data_dir or 'data')
+    root = None if smoke else str(Path(find_cifar10(data_dir) or data_dir or 'data').resolve())
     load0 = list(os.getloadavg())
 
     # 1. models
@@ -122,8 +122,10 @@ def main(train_seconds:int=600, # training budget per model (quick recipe, epoch
             t0 = time.time(); res = train(kind, train_seconds, root, ckpt_dir/kind, seed, smoke)
             train_info[kind] = dict(seconds=time.time() - t0, epochs=res['config']['epochs'], test=res['test'], trained_now=True)
         else:
-            s = ckpt_dir/kind/'summary.json'
-            train_info[kind] = dict(trained_now=False, **({'summary': str(s)} if s.exists() else {}))
+            s = path.parent/'summary.json'   # written by the dynmoe-train run that made the checkpoint
+            prev = load_results(s)['results'] if s.exists() else {}
+            train_info[kind] = dict(trained_now=False, summary=str(s) if s.exists() else None, seconds=prev.get('train_seconds'),
+                                    epochs=prev.get('config', {}).get('epochs'), test=prev.get('test'))
         ckpts[kind] = str(path); train_info[kind]['checkpoint'] = str(path)
     models = {k: load_trained(p)[0].float().eval() for k, p in ckpts.items()}
     cfg = load_trained(ckpts['dynmoe'])[1]
@@ -188,6 +190,21 @@ def main(train_seconds:int=600, # training budget per model (quick recipe, epoch
                            {n_: rd.macs[n_] for n_ in dshare['decision_ms']}.items()}
     dshare['static_whole_ms'] = runs['static']['mean_ms']
 
+    # 5b. the accuracy-latency curve: thresholds for a range of validation-accuracy targets, each timed against the static net
+    lo, hi = correct_v[:, 0].float().mean().item(), choose_thresholds(vd['scores'], correct_v, cost_v, 1.0)['acc']
+    nc = min(P['n_curve'], len(xt)); curve = []
+    for tgt in np.linspace(lo, hi, P['curve_points']):
+        c = choose_thresholds(vd['scores'], correct_v, cost_v, float(tgt)); th = torch.tensor(c['thresholds'])
+        tc = timed({'static': lambda x: rs.infer(x, whole=True), 'dynmoe_fused': lambda x, th=th: rdf.infer(x, th)}, xt[:nc], P['repeats'], seed + 3)
+        oc = cat_out(tc['dynmoe_fused']['out'])
+        ms_s, ms_d, mm = tc['static']['ms'].mean(), tc['dynmoe_fused']['ms'].mean(), oc['macs'].mean().item()
+        ls, msv = 1 - ms_d / ms_s, 1 - mm / static_macs
+        curve.append(dict(val_target=float(tgt), val_acc=c['acc'], thresholds=c['thresholds'], test_acc=(oc['pred'] == yt[:nc]).float().mean().item(),
+                          static_test_acc=(cat_out(tc['static']['out'])['pred'] == yt[:nc]).float().mean().item(),
+                          dynmoe_mean_ms=float(ms_d), static_mean_ms=float(ms_s), dynmoe_mean_mmacs=mm / 1e6, latency_saving=float(ls),
+                          mac_saving=msv, saving_ratio=float(ls / msv) if msv > 0 else float('nan'),
+                          exit_hist=torch.bincount(oc['exit'], minlength=rd.K).tolist()))
+
     # 6. camera stream under deadlines
     fr, fy, fk, src = camera_stream(P['n_stream'], severity=severity, seed=seed + 1, root=None if smoke else root)
     fx = rd.preprocess(fr)
@@ -219,7 +236,7 @@ def main(train_seconds:int=600, # training budget per model (quick recipe, epoch
     save_results(out/'latency_stream.json', {**stream_res, **info}, **common)
     res = dict(**info, data=ds.source, checkpoints=ckpts, train=train_info,
                check_against_torch=dict(matched_thresholds=chk, matched_thresholds_fused=chk_fused, default_thresholds=chk_default, static=chk_static),
-               matched=matched, runs=runs, prediction=prediction, decision_share=dshare,
+               matched=matched, runs=runs, curve=curve, prediction=prediction, decision_share=dshare, settings=P,
                lut_full_path_ms={k: l['table'] for k, l in luts.items()})
     p = save_results(out/'latency_bench.json', res, **common)
     M = matched
