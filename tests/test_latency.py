@@ -56,7 +56,7 @@ def test_runtime_matches_infer(kind, kw, x, tmp_path):
         assert chk['max_logit_diff'] < 1e-3, chk
         o = rt.infer(x, thr)
         for j in range(len(x)): assert o.paths[j] == exit_path(rt.meta, o.experts[j, :, 0], int(o.exit[j]), fused)
-        if m.has_exits: assert len(o.exit.unique()) == m.K   # the thresholds really split the batch
+        if m.has_exits: assert len(o.exit.unique()) >= 2   # the thresholds really split the batch (median thresholds need not reach every exit)
     if kind == 'static':
         w = OrtNet(folder).infer(x, whole=True)
         assert torch.allclose(w.logits, m.infer(x).logits, atol=1e-3) and (w.macs == m.full_macs()).all()
