@@ -205,9 +205,9 @@ def main(train_seconds:int=600, # training budget per model (quick recipe, epoch
                           mac_saving=msv, saving_ratio=float(ls / msv) if msv > 0 else float('nan'),
                           exit_hist=torch.bincount(oc['exit'], minlength=rd.K).tolist()))
 
-    # 6. camera stream under deadlines; the deadline-aware runtime scales LUT predictions by the measured/predicted ratio on validation images
-    cal = timed({'d': lambda x: rdf.infer(x, thr)}, xv[:min(300, len(xv))], 1, seed + 4)['d']
-    margin = float(np.median(cal['ms'] / path_cost(cat_out(cal['out'])['paths'], luts['dynmoe']['segments'])))
+    # 6. camera stream under deadlines; the deadline-aware runtime scales LUT predictions by the median measured/predicted
+    #    latency ratio of the fused runtime on the timed test images (step 5: medians of --repeats runs; no labels involved)
+    margin = prediction['dynmoe_fused']['median_measured_over_predicted']
     fr, fy, fk, src = camera_stream(P['n_stream'], severity=severity, seed=seed + 1, root=None if smoke else root)
     fx = rd.preprocess(fr)
     base = timed({'static': lambda x: rs.infer(x, whole=True), 'dynmoe': lambda x: rdf.infer(x, thr)}, fx, P['stream_repeats'], seed + 1)
