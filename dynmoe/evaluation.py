@@ -22,8 +22,8 @@ from .policy import default_thresholds, check_thresholds
 __all__ = ['CONFORMAL_SCORES', 'normaliser', 'path_macs', 'ExitOutputs', 'collect', 'resolve_thresholds', 'simulate',
            'check_against_infer', 'top1_pct', 'expert_usage', 'calibration_bins', 'ece', 'conformal_scores',
            'conformal_qhat', 'conformal_eval', 'anytime', 'feasible_mmacs', 'fit_budget', 'measure_latency', 'describe',
-           'operating_point', 'evaluate_model', 'plot_acc_macs', 'plot_exit_hist', 'plot_expert_usage',
-           'plot_reliability']
+           'operating_point', 'evaluate_outputs', 'evaluate_model', 'plot_acc_macs', 'plot_exit_hist',
+           'plot_expert_usage', 'plot_reliability']
 
 # %% ../nbs/09_evaluation.ipynb #446e9b9b
 def normaliser(mean:tuple, # per-channel mean of [0, 1] pixels (the training split's, e.g. `DataSplits.mean`)
@@ -336,6 +336,29 @@ def operating_point(o:ExitOutputs, # test outputs
     return r
 
 # %% ../nbs/09_evaluation.ipynb #43a8d832
+def evaluate_outputs(ov:ExitOutputs, # validation outputs: fit budgets, calibrate conformal sets
+                     ot:ExitOutputs, # test outputs: everything reported
+                     budgets=None, thresholds=None, n_bins:int=15, alphas=(0.1, 0.05), on_infeasible:str='raise',
+                    )->dict: # operating point, anytime, budgeted classification (see `evaluate_model`)
+    "Everything `evaluate_model` reports that needs only the collected outputs, not the model."
+    if on_infeasible not in ('raise', 'skip'): raise ValueError(f"on_infeasible must be 'raise' or 'skip', got {on_infeasible!r}")
+    res = dict(n_valid_images=len(ov), n_test_images=len(ot), operating_point=operating_point(ot, thresholds, ov, alphas, n_bins),
+               anytime=anytime(ot, n_bins), budget=None, budget_skipped_mmacs=[])
+    if ot.K > 1:
+        lo, hi = feasible_mmacs(ov)
+        targets = [float(b) for b in (np.linspace(lo, hi, 7) if budgets is None else budgets)]
+        res['budget_feasible_mmacs'], res['budget'] = [lo, hi], []
+        for b in targets:
+            try: f = fit_budget(ov, b)
+            except ValueError:
+                if on_infeasible == 'raise': raise
+                res['budget_skipped_mmacs'].append(b); continue
+            d = simulate(ot, f['thresholds']); m = d.macs.double().mean().item() / 1e6
+            res['budget'].append(dict(target_mmacs=b, q=f['q'], thresholds=f['thresholds'], valid_mmacs=f['fitted_mmacs'],
+                                      test_mmacs=m, budget_error_pct=100 * (m - b) / b, test_acc_pct=top1_pct(d.logits, ot.y),
+                                      test_exit_pct=100 * torch.bincount(d.exit, minlength=ot.K).double() / len(ot)))
+    return res
+
 def evaluate_model(model:DynNet,
                    valid:tuple, # (x, y) validation split: fits budgets, calibrates conformal sets (x normalised, or uint8 with `normalise`)
                    test:tuple, # (x, y) test split: everything reported
@@ -360,24 +383,8 @@ def evaluate_model(model:DynNet,
     kw = dict(normalise=normalise, batch_size=batch_size, device=device, amp=amp, progress=progress)
     ov, ot = collect(model, xv, yv, **kw), collect(model, xt, yt, **kw)
     collect_s = time.perf_counter() - t0
-    res = dict(model=describe(model), n_valid_images=len(ov), n_test_images=len(ot), amp=amp,
-               operating_point=operating_point(ot, thresholds, ov, alphas, n_bins), anytime=anytime(ot, n_bins),
-               budget=None, budget_skipped_mmacs=[])
-    settings = [resolve_thresholds(ot, thresholds)]
-    if ot.K > 1:
-        lo, hi = feasible_mmacs(ov)
-        targets = [float(b) for b in (np.linspace(lo, hi, 7) if budgets is None else budgets)]
-        res['budget_feasible_mmacs'], res['budget'] = [lo, hi], []
-        for b in targets:
-            try: f = fit_budget(ov, b)
-            except ValueError:
-                if on_infeasible == 'raise': raise
-                res['budget_skipped_mmacs'].append(b); continue
-            d = simulate(ot, f['thresholds']); m = d.macs.double().mean().item() / 1e6
-            res['budget'].append(dict(target_mmacs=b, q=f['q'], thresholds=f['thresholds'], valid_mmacs=f['fitted_mmacs'],
-                                      test_mmacs=m, budget_error_pct=100 * (m - b) / b, test_acc_pct=top1_pct(d.logits, ot.y),
-                                      test_exit_pct=100 * torch.bincount(d.exit, minlength=ot.K).double() / len(ot)))
-            settings.append(f['thresholds'])
+    res = dict(model=describe(model), amp=amp) | evaluate_outputs(ov, ot, budgets, thresholds, n_bins, alphas, on_infeasible)
+    settings = [resolve_thresholds(ot, thresholds)] + [b['thresholds'] for b in res['budget'] or []]
     if verify:
         nv = min(verify, len(ot))
         checks = [check_against_infer(model, xt[:nv], ot[:nv], t, amp, normalise) for t in settings]
