@@ -1,6 +1,7 @@
 """Training speed of `dynmoe.train.fit`: images/s and achieved MAC/s per training step, bf16 autocast vs fp32.
 
 Usage: python benchmarks/bench_train.py                        # ResNet-20, batch 128 -> data/results/bench_train.json
+       python benchmarks/bench_train.py --model static,dynmoe --match-macs --batch-size 256 --threads 1   # + the static net of equal MACs
        python benchmarks/bench_train.py --preset smoke         # seconds: checks the script runs
        python benchmarks/bench_train.py --model resnet20 --batch-size 256 --steps 30 --threads 16
 
@@ -45,6 +46,7 @@ def resnet20(n_classes=10, n=3, widths=(16, 32, 64)):
 def build_model(name:str, n_classes:int=10)->tuple[nn.Module, object, object]:
     "The model to benchmark and its criterion and metric (None: fit's defaults)."
     if name == 'resnet20': return resnet20(n_classes), None, None
+    if name.startswith('resnet20@'): return resnet20(n_classes, widths=tuple(int(w) for w in name[9:].split('/'))), None, None
     from dynmoe.models import DynNet, KINDS
     from dynmoe.losses import DynLoss
     from dynmoe.train import top1
@@ -70,6 +72,15 @@ def forward_macs(model, x)->float:
     for m, b in buckets.items(): m.bucket = b
     return fc.get_total_flops() / 2 / len(x)
 
+def matched_static(target_macs:float)->str:
+    "The `resnet20@w1/w2/w3` (stage widths in the ratio 1:2:4) whose forward MACs per image are closest to `target_macs`."
+    x = torch.randn(2, 3, 32, 32)
+    best = None
+    for w in range(4, 65):
+        m = forward_macs(resnet20(10, widths=(w, 2 * w, 4 * w)), x)
+        if best is None or abs(m - target_macs) < abs(best[1] - target_macs): best = (w, m)
+    return f'resnet20@{best[0]}/{2 * best[0]}/{4 * best[0]}'
+
 PRESETS = dict(default=dict(batch_size=128, steps=20, warmup=5), smoke=dict(batch_size=16, steps=3, warmup=1))
 
 @call_parse
@@ -82,6 +93,7 @@ def main(model:str='static,dynmoe', # comma-separated model names (see build_mod
          device:str='auto', # 'auto', 'cpu', 'cuda', ...
          threads:int=0, # torch CPU threads (0: leave torch's default)
          seed:int=0,
+         match_macs:bool=False, # also time the static ResNet-20 (narrower widths) whose forward MACs match the last model's
          out:str='data/results/bench_train.json', # results file
         ):
     "Median training-step time, images/s and achieved MAC/s of `fit` for `model`, bf16 vs fp32."
@@ -94,7 +106,13 @@ def main(model:str='static,dynmoe', # comma-separated model names (see build_mod
                    macs_note='forward MACs from torch.utils.flop_counter (2 FLOPs = 1 MAC), expert padding excluded; a training step counted as 3x forward',
                    timing_note='whole fit() steps (forward, loss, backward, SGD, EMA, metrics, bi-level outer steps); median over steps after warmup',
                    models={})
-    for name in model.split(','):
+    names = model.split(',')
+    if match_macs:
+        set_seed(seed); net, _, _ = build_model(names[-1])
+        target = forward_macs(net, torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last))
+        names.append(matched_static(target)); results['matched_static'] = dict(to=names[-2], model=names[-1])
+        print(f"static network of equal executed MACs for {names[-2]} ({target/1e6:.2f} MMACs/img): {names[-1]}")
+    for name in names:
         runs = {}
         for dt in dtypes.split(','):
             if dt not in ('bf16', 'fp32'): raise ValueError(f"dtypes must be bf16 and/or fp32, got {dt!r}")
@@ -115,7 +133,10 @@ def main(model:str='static,dynmoe', # comma-separated model names (see build_mod
             print(f"{name} {dt}: {1e3*med:.1f} ms/step (min {1e3*ts.min():.1f}, max {1e3*ts.max():.1f}), "
                   f"{bs/med:.0f} img/s, {3*macs*bs/med/1e9:.1f} GMAC/s (training = 3x forward {macs/1e6:.2f} MMACs)")
         results['models'][name] = dict(forward_macs_per_image=macs, train_macs_per_image=3 * macs, runs=runs)
-    names = model.split(',')
+    if match_macs:  # the issue's comparison: DynMoE vs the static network of equal executed MACs, same run
+        a, b = results['models'][names[-2]]['runs'], results['models'][names[-1]]['runs']
+        results['matched_static']['macs_per_s_ratio'] = {dt: a[dt]['train_gmacs_per_s_median'] / b[dt]['train_gmacs_per_s_median'] for dt in a}
+        print('MAC/s of', names[-2], 'relative to', names[-1], results['matched_static']['macs_per_s_ratio'])
     if len(names) > 1:  # MAC/s of each model relative to the first, per precision, measured in this one run
         base = results['models'][names[0]]['runs']
         results['macs_per_s_ratio_vs_' + names[0]] = {n: {dt: r['train_gmacs_per_s_median'] / base[dt]['train_gmacs_per_s_median']

@@ -20,7 +20,8 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb'):
             out.append(re.sub(r'\]\((?!https?:|#|/)', '](nbs/', src))  # relative links/images point into nbs/
         elif c.cell_type == 'code':
             code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip()
-            if code: out.append(f'```python\n{code}\n```')
+            echo = not re.search(r'^#\|\s*echo:\s*false', src, re.M)   # Quarto's directive: show the output, not the code
+            if code and echo: out.append(f'```python\n{code}\n```')
             for o in c.get('outputs', []):
                 txt = o.get('text') or o.get('data', {}).get('text/plain')
                 if txt: out.append('```\n' + (''.join(txt) if isinstance(txt, list) else txt).rstrip() + '\n```')
