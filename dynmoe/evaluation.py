@@ -339,6 +339,7 @@ def operating_point(o:ExitOutputs, # test outputs
 def evaluate_outputs(ov:ExitOutputs, # validation outputs: fit budgets, calibrate conformal sets
                      ot:ExitOutputs, # test outputs: everything reported
                      budgets=None, thresholds=None, n_bins:int=15, alphas=(0.1, 0.05), on_infeasible:str='raise',
+                     n_budgets:int=7, # budgets=None: this many, evenly spaced over the feasible range
                     )->dict: # operating point, anytime, budgeted classification (see `evaluate_model`)
     "Everything `evaluate_model` reports that needs only the collected outputs, not the model."
     if on_infeasible not in ('raise', 'skip'): raise ValueError(f"on_infeasible must be 'raise' or 'skip', got {on_infeasible!r}")
@@ -346,7 +347,7 @@ def evaluate_outputs(ov:ExitOutputs, # validation outputs: fit budgets, calibrat
                anytime=anytime(ot, n_bins), budget=None, budget_skipped_mmacs=[])
     if ot.K > 1:
         lo, hi = feasible_mmacs(ov)
-        targets = [float(b) for b in (np.linspace(lo, hi, 7) if budgets is None else budgets)]
+        targets = [float(b) for b in (np.linspace(lo, hi, n_budgets) if budgets is None else budgets)]
         res['budget_feasible_mmacs'], res['budget'] = [lo, hi], []
         for b in targets:
             try: f = fit_budget(ov, b)
@@ -362,7 +363,8 @@ def evaluate_outputs(ov:ExitOutputs, # validation outputs: fit budgets, calibrat
 def evaluate_model(model:DynNet,
                    valid:tuple, # (x, y) validation split: fits budgets, calibrates conformal sets (x normalised, or uint8 with `normalise`)
                    test:tuple, # (x, y) test split: everything reported
-                   budgets=None, # target mean MMACs per image; None: 7 evenly spaced over the feasible range; () for none
+                   budgets=None, # target mean MMACs per image; None: `n_budgets` evenly spaced over the feasible range; () for none
+                   n_budgets:int=7,
                    batch_size:int=500,
                    device:str|torch.device='cpu',
                    latency:bool=False, # also time `infer` at batch 1 and 256 on test images
@@ -374,7 +376,8 @@ def evaluate_model(model:DynNet,
                    verify:int=256, # test images run through the real `infer` at every reported threshold setting (0: none)
                    on_infeasible:str='raise', # a budget outside the feasible range: 'raise' (ValueError) or 'skip' (listed under budget_skipped_mmacs)
                    progress:bool=True,
-                  )->dict:
+                   return_outputs:bool=False, # also return the collected (valid, test) `ExitOutputs`
+                  ):
     "Evaluate one model: operating point, anytime prediction, budgeted batch classification (and latency); JSON-serialisable."
     if on_infeasible not in ('raise', 'skip'): raise ValueError(f"on_infeasible must be 'raise' or 'skip', got {on_infeasible!r}")
     (xv, yv), (xt, yt) = valid, test
@@ -383,7 +386,7 @@ def evaluate_model(model:DynNet,
     kw = dict(normalise=normalise, batch_size=batch_size, device=device, amp=amp, progress=progress)
     ov, ot = collect(model, xv, yv, **kw), collect(model, xt, yt, **kw)
     collect_s = time.perf_counter() - t0
-    res = dict(model=describe(model), amp=amp) | evaluate_outputs(ov, ot, budgets, thresholds, n_bins, alphas, on_infeasible)
+    res = dict(model=describe(model), amp=amp) | evaluate_outputs(ov, ot, budgets, thresholds, n_bins, alphas, on_infeasible, n_budgets)
     settings = [resolve_thresholds(ot, thresholds)] + [b['thresholds'] for b in res['budget'] or []]
     if verify:
         nv = min(verify, len(ot))
@@ -393,7 +396,7 @@ def evaluate_model(model:DynNet,
     res['latency'] = measure_latency(model, xt, thresholds, normalise, device=device, amp=amp) if latency else None
     res['collect_s'], res['eval_s'] = collect_s, time.perf_counter() - t0
     model.train(was)
-    return _jsonable(res)
+    return (_jsonable(res), (ov, ot)) if return_outputs else _jsonable(res)
 
 # %% ../nbs/09_evaluation.ipynb #9a028b06
 def plot_acc_macs(results:dict, # name -> `evaluate_model` result
