@@ -3,6 +3,10 @@
 Usage: python benchmarks/run_difficulty.py --data-dir ../shared/data                      # the quick comparison's DynMoE
        python benchmarks/run_difficulty.py --checkpoint runs/compare_quick/dynmoe_confidence/last.pt ...
 
+It also asks whether the policy's exit score ranks images the way an exit decision should:
+the ROC AUC of the score for "this exit classifies the image correctly" (0.5 = no better than
+chance, below 0.5 = inverted), next to the same AUC for the exit head's max-softmax.
+
 The exit thresholds are fitted on the validation split (seed 003's q schedule, chapter 09) for a
 budget `--budget-frac` of the way from the cheapest exit to the full network, so that images really
 spread over the exits; the policy's default thresholds send almost every image out at exit 1.
@@ -18,6 +22,27 @@ from dynmoe.cli import load_trained
 from dynmoe.data import get_dataset
 from dynmoe.evaluation import normaliser, collect, feasible_mmacs, fit_budget
 from dynmoe.difficulty import difficulty_report, summarise_difficulty
+from dynmoe.exits import confidence
+
+def auc(positive:torch.Tensor, score:torch.Tensor)->float:
+    "Probability that a random positive scores above a random negative (ties count half): the ROC AUC."
+    r = torch.cat([score[positive], score[~positive]]).double().argsort().argsort().double() + 1   # ranks (ties: arbitrary order)
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    return float((r[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)) if n1 and n0 else float('nan')
+
+def exit_score_diagnosis(o)->list[dict]:
+    "Per early exit: how well the policy's exit score and the max-softmax rank the images that exit gets right, and the mean score by outcome."
+    out, right_final = [], o.logits[:, -1].argmax(1) == o.y
+    for k in range(o.K - 1):
+        right = o.logits[:, k].argmax(1) == o.y
+        s, c = o.scores[:, k].float(), confidence(o.logits[:, k]).float()
+        groups = {f"exit{k + 1}_{'right' if a else 'wrong'}_final_{'right' if b else 'wrong'}": (right == a) & (right_final == b)
+                  for a in (True, False) for b in (True, False)}
+        out.append(dict(exit_number=k + 1, acc_pct=100 * right.double().mean().item(), auc_policy_score=auc(right, s),
+                        auc_maxprob=auc(right, c), groups={g: dict(n=int(m.sum()), mean_policy_score=s[m].mean().item() if m.any() else None,
+                                                                   mean_maxprob=c[m].mean().item() if m.any() else None)
+                                                           for g, m in groups.items()}))
+    return out
 
 @call_parse
 def main(checkpoint:str='runs/compare_quick/dynmoe/last.pt', # a last.pt written by dynmoe-train / dynmoe-compare
@@ -41,6 +66,12 @@ def main(checkpoint:str='runs/compare_quick/dynmoe/last.pt', # a last.pt written
     rep = difficulty_report(model, tuple(ds.test), norm, n=n, thresholds=f['thresholds'], seed=seed)
     rep['budget'] = dict(frac=budget_frac, target_mmacs=target, valid_mmacs=f['fitted_mmacs'], q=f['q'])
     rep['summary'] = summarise_difficulty(rep)
+    idx = torch.tensor(rep['image_idx'])
+    rep['exit_score_diagnosis'] = exit_score_diagnosis(collect(model, ds.test.x[idx], ds.test.y[idx], normalise=norm, progress=False))
     path = save_results(out, rep, preset=cfg.preset, seed=seed, checkpoint=checkpoint, checkpoint_config=cfg.to_dict(),
                         data_dir=data_dir)
-    print('\n'.join(rep['summary'])); print(f"wrote {path}")
+    print('\n'.join(rep['summary']))
+    for d in rep['exit_score_diagnosis']:
+        print(f"exit {d['exit_number']}: AUC of the policy's exit score for 'this exit is right' {d['auc_policy_score']:.3f}, "
+              f"of max-softmax {d['auc_maxprob']:.3f}")
+    print(f"wrote {path}")
