@@ -6,7 +6,7 @@ Docs: https://dynmoe.github.io/dynmoe/results.html.md"""
 
 # %% ../nbs/11_results.ipynb #2508abe5
 from __future__ import annotations
-import json, math, os, sys, time
+import math, os, sys, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -16,7 +16,7 @@ import torch
 from fastcore.script import call_parse, store_true
 from fastprogress.fastprogress import progress_bar
 from .core import save_results, load_results, git_commit
-from .cli import RunConfig, PRESETS, make_config, build_model, load_data, run_training, ema_weights
+from .cli import RunConfig, make_config, build_model, load_data, run_training, ema_weights
 from .evaluation import ExitOutputs, normaliser, evaluate_model, evaluate_outputs, _jsonable
 from .exits import confidence
 from .train import load_checkpoint
