@@ -14,16 +14,7 @@ from dynmoe.difficulty import spearman, association, difficulty_report, summaris
 
 
 # ---------- helpers
-def randomise(m, seed=0):
-    "Random BN statistics and opinionated gates/policies: exits and experts differ between images of an untrained net."
-    g = torch.Generator().manual_seed(seed)
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.weight.data.uniform_(0.5, 1.5, generator=g); mod.bias.data.normal_(0, .2, generator=g)
-            mod.running_mean.normal_(0, .1, generator=g); mod.running_var.uniform_(0.5, 1.5, generator=g)
-    for mod in [*m.policies, *m.gates]:
-        for n, p in mod.named_parameters(): p.data.normal_(0, 0.5, generator=g) if n.endswith('weight') else p.data.zero_()
-    return m.eval()
+from _nets import randomise
 
 def images(n, seed=0):
     "Float images with per-image brightness and contrast, so routing varies."

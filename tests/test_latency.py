@@ -12,17 +12,11 @@ from dynmoe.latency import (export_onnx, OrtNet, segments, segment_names, table_
                             decision_share, exit_path, exit_costs_per_image, choose_thresholds, camera_stream, deadline_report,
                             prediction_quality, load_weights, is_trained, require_onnxruntime, FRAME_KINDS)
 
+from _nets import randomise as _randomise
+
 def randomise(m, seed=0):
-    "Random BN statistics (marked as trained) and opinionated gates/policies: exits and experts differ between images."
-    g = torch.Generator().manual_seed(seed)
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.weight.data.uniform_(0.5, 1.5, generator=g); mod.bias.data.normal_(0, .2, generator=g)
-            mod.running_mean.normal_(0, .1, generator=g); mod.running_var.uniform_(0.5, 1.5, generator=g)
-            mod.num_batches_tracked += 1
-    for mod in [*m.policies, *m.gates]:
-        for p in mod.parameters(): p.data.normal_(0, 0.5, generator=g)
-    return m.eval()
+    "Random BN statistics (marked as trained) and random gates/policies, biases included."
+    return _randomise(m, seed, zero_bias=False, mark_trained=True)
 
 @pytest.fixture(scope='module')
 def x():
