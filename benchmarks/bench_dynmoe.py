@@ -47,7 +47,7 @@ def main():
     if a.threads: torch.set_num_threads(a.threads)
     set_seed(a.seed)
     if a.checkpoint:   # a dynmoe-train checkpoint: its config says what network it is
-        from dynmoe.cli import load_trained
+        from dynmoe.experiment import load_trained
         m, cfg = load_trained(a.checkpoint); dataset = cfg.dataset
     else: m, dataset = DynNet('dynmoe', a.backbone, n_experts=a.experts, k=a.k), 'cifar10'
     m = m.eval().to(memory_format=torch.channels_last)

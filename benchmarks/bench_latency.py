@@ -4,10 +4,10 @@ Usage: python benchmarks/bench_latency.py --train-seconds 600       # train both
        python benchmarks/bench_latency.py --preset smoke              # seconds, synthetic data: checks the script runs (writes to /tmp)
        python benchmarks/bench_latency.py --static-ckpt A/last.pt --dynmoe-ckpt B/last.pt   # measure given dynmoe-train checkpoints
 
-What it does (chapter 12, nbs/12_latency.ipynb, explains every step):
-1. trains a static and a DynMoE ResNet-20 (dynmoe.cli's `quick` recipe, as many epochs as fit in --train-seconds, measured
+What it does (chapter 12, nbs/12_export.ipynb and nbs/12_latency.ipynb, explains every step):
+1. trains a static and a DynMoE ResNet-20 (dynmoe.experiment's `quick` recipe, as many epochs as fit in --train-seconds, measured
    from the step time of a few calibration steps) unless checkpoints exist in --ckpt-dir (or are given); EMA weights are used;
-2. exports both with dynmoe.latency.export_onnx (per-segment graphs; the static net also as one graph) and checks the
+2. exports both with dynmoe.export.export_onnx (per-segment graphs; the static net also as one graph) and checks the
    exports against PyTorch on test images (same predictions, exits, experts);
 3. measures both latency lookup tables (median over interleaved rounds);
 4. picks the DynMoE's exit thresholds on the validation split: the cheapest (by LUT latency) whose validation accuracy
@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from fastcore.script import call_parse, store_true
 from dynmoe.core import save_results, load_results, set_seed, autocast
-from dynmoe.data import get_dataset, find_cifar10
-from dynmoe.cli import make_config, run_training, load_trained, build_model, build_criterion
-from dynmoe.latency import (export_onnx, OrtNet, measure_lut, check_against_torch, path_cost, prediction_quality,
-                            exit_costs_per_image, choose_thresholds, decision_share, camera_stream, deadline_report, FRAME_KINDS)
+from dynmoe.data import get_dataset, find_cifar10, normalise
+from dynmoe.experiment import make_config, run_training, load_trained, build_model, build_criterion
+from dynmoe.export import export_onnx, OrtNet, check_against_torch, path_cost
+from dynmoe.latency import (measure_lut, prediction_quality, exit_costs_per_image, choose_thresholds, decision_share,
+                            camera_stream, deadline_report, FRAME_KINDS)
 
 PRESETS = dict(default=dict(n_test=2000, repeats=5, lut_repeats=300, n_stream=1000, stream_repeats=3, n_curve=1000, curve_points=8),
                smoke=dict(n_test=64, repeats=2, lut_repeats=20, n_stream=64, stream_repeats=1, n_curve=32, curve_points=3))
@@ -38,8 +39,7 @@ def calibrate_epochs(cfg, ds, seconds:float, steps:int=6)->tuple[int, float]:
     set_seed(cfg.seed)
     model = build_model(cfg, len(ds.classes)).to(memory_format=torch.channels_last); crit = build_criterion(cfg, model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    mean, std = torch.tensor(ds.mean)[:, None, None], torch.tensor(ds.std)[:, None, None]
-    x = ((ds.train.x[:cfg.batch_size].float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last); y = ds.train.y[:cfg.batch_size]
+    x, y = normalise(ds.train.x[:cfg.batch_size], ds.mean, ds.std), ds.train.y[:cfg.batch_size]   # channels-last
     ts = []
     for i in range(steps):
         t0 = time.perf_counter()
@@ -50,7 +50,7 @@ def calibrate_epochs(cfg, ds, seconds:float, steps:int=6)->tuple[int, float]:
     return max(1, int(seconds / (step_s * (n_train // cfg.batch_size)))), step_s
 
 def train(kind:str, seconds:float, data_dir:str, out:Path, seed:int, smoke:bool)->dict:
-    "Train `kind` for about `seconds` with dynmoe.cli's quick recipe (or the smoke preset); returns its run summary."
+    "Train `kind` for about `seconds` with dynmoe.experiment's quick recipe (or the smoke preset); returns its run summary."
     kw = dict(model=kind, seed=seed, out_dir=str(out), quiet=True)
     if smoke: cfg = make_config('smoke', **kw)
     else:
@@ -62,8 +62,6 @@ def train(kind:str, seconds:float, data_dir:str, out:Path, seed:int, smoke:bool)
                           ema_decay=0.99 if steps < 5000 else cfg.ema_decay, **kw)   # EMA horizon ~100 steps for short runs (Config's advice)
         print(f"{kind}: {step_s:.2f} s per step -> {epochs} epochs in ~{seconds} s")
     return run_training(cfg)
-
-def normalise(u8, mean, std): return (u8.float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
 
 @torch.no_grad()
 def torch_view(model, x, bs=500)->dict:
@@ -130,7 +128,7 @@ def main(train_seconds:int=600, # training budget per model (quick recipe, epoch
     models = {k: load_trained(p)[0].float().eval() for k, p in ckpts.items()}
     cfg = load_trained(ckpts['dynmoe'])[1]
     ds = get_dataset(cfg.dataset, None if smoke else root, val_size=cfg.val_size, seed=cfg.seed)
-    xv, xt = normalise(ds.valid.x, ds.mean, ds.std), normalise(ds.test.x, ds.mean, ds.std)
+    xv, xt = (normalise(s.x, ds.mean, ds.std).contiguous() for s in (ds.valid, ds.test))   # (N, C, H, W) memory, as exported
     yv, yt = ds.valid.y, ds.test.y
 
     # 2. export and check
@@ -239,7 +237,7 @@ def main(train_seconds:int=600, # training budget per model (quick recipe, epoch
     res = dict(**info, data=ds.source, checkpoints=ckpts, train=train_info,
                check_against_torch=dict(matched_thresholds=chk, matched_thresholds_fused=chk_fused, default_thresholds=chk_default, static=chk_static),
                matched=matched, runs=runs, curve=curve, prediction=prediction, decision_share=dshare, settings=P,
-               lut_full_path_ms={k: l['table'] for k, l in luts.items()})
+               lut_full_path_ms={k: decision_share(l)['full_ms'] for k, l in luts.items()})   # the LUT's deepest path
     p = save_results(out/'latency_bench.json', res, **common)
     M = matched
     print(f"static {M['static_test_acc']:.4f} acc, {M['static_mean_ms']:.3f} ms, {M['static_mmacs']:.2f} MMACs | "

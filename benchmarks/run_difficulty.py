@@ -18,7 +18,7 @@ checkpoint's own config is stored in the file).
 from fastcore.script import call_parse
 import torch
 from dynmoe.core import save_results
-from dynmoe.cli import load_trained
+from dynmoe.experiment import load_trained
 from dynmoe.data import get_dataset
 from dynmoe.evaluation import normaliser, collect, feasible_mmacs, fit_budget
 from dynmoe.difficulty import difficulty_report, summarise_difficulty

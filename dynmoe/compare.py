@@ -16,7 +16,7 @@ import torch
 from fastcore.script import call_parse, store_true
 from fastprogress.fastprogress import progress_bar
 from .core import save_results, load_results, git_commit
-from .cli import RunConfig, make_config, build_model, load_data, run_training, ema_weights
+from .experiment import RunConfig, make_config, build_model, load_data, run_training, ema_weights
 from .evaluation import ExitOutputs, normaliser, evaluate_model, evaluate_outputs, _jsonable
 from .exits import confidence
 from .train import load_checkpoint
@@ -27,24 +27,28 @@ __all__ = ['VARIANTS', 'POSTHOC', 'ALL_VARIANTS', 'BASELINES', 'ANCHORS', 'resol
            'curve', 'interp_acc', 'matched_gap', 'targets', 'results_table', 'plot_comparison', 'describe_targets',
            'load_comparison', 'headline', 'compare', 'compare_cli']
 
-# %% ../nbs/11_results.ipynb #2c1d7680
+# %% ../nbs/11_results.ipynb #d2a9f22d
 VARIANTS = {  # name -> (RunConfig overrides, one-line description)
     'static':              (dict(model='static'), 'standard CNN: the backbone with one classifier'),
     'branchy':             (dict(model='branchy'), 'BranchyNet: exits after every stage, confidence thresholds'),
     'moe':                 (dict(model='moe'), 'MoE-CNN: top-k expert convolutions, no exits'),
-    'dynmoe':              (dict(model='dynmoe'), 'DynMoE: experts + exits + route-or-exit rule (bi-level, KD, balance)'),
-    'dynmoe_budget_gater': (dict(model='dynmoe', policy='budget_gater'), "DynMoE body, seed 003's budget-aware gater"),
+    'dynmoe':              (dict(model='dynmoe'),
+                            'DynMoE: experts + exits + route-or-exit rule (bi-level, KD, balance)'),
+    'dynmoe_budget_gater': (dict(model='dynmoe', policy='budget_gater'),
+                            "DynMoE body, seed 003's budget-aware gater"),
     'dynmoe_jei':          (dict(model='dynmoe', policy='jei'), 'DynMoE body, JEI-DNN-style gate (seed 001)'),
     'dynmoe_joint':        (dict(model='dynmoe', bilevel=False), 'DynMoE trained jointly instead of bi-level'),
     'dynmoe_no_kd':        (dict(model='dynmoe', kd=0.0), 'DynMoE without self-distillation'),
     'dynmoe_no_balance':   (dict(model='dynmoe', balance='none'), 'DynMoE without the load-balancing loss'),
 }
 POSTHOC = {  # name -> (trained variant it re-reads, exit score, description)
-    'dynmoe_confidence': ('dynmoe', 'maxprob', "DynMoE's network, max-softmax exit thresholds instead of the learned rule"),
+    'dynmoe_confidence': ('dynmoe', 'maxprob',
+                          "DynMoE's network, max-softmax exit thresholds instead of the learned rule"),
 }
 ALL_VARIANTS = tuple(VARIANTS) + tuple(POSTHOC)
 BASELINES = ('static', 'branchy', 'moe', 'dynmoe')
 
+# %% ../nbs/11_results.ipynb #e13bf965
 def resolve_variants(variants=None)->list[str]:
     "The variant names to run, in canonical order; a post-hoc variant pulls in the trained one it needs."
     if variants is None: return list(ALL_VARIANTS)
@@ -55,23 +59,35 @@ def resolve_variants(variants=None)->list[str]:
     want = set(variants) | {POSTHOC[v][0] for v in variants if v in POSTHOC}
     return [v for v in ALL_VARIANTS if v in want]
 
-# %% ../nbs/11_results.ipynb #110a0cb8
-_FREE = ('quiet', 'resume', 'data_dir', 'out_dir', 'log_every', 'tensorboard', 'device')  # do not change what is trained
+# %% ../nbs/11_results.ipynb #b2f97535
+# config fields that do not change what is trained
+_FREE = ('quiet', 'resume', 'data_dir', 'out_dir', 'log_every', 'tensorboard', 'device')
 
-def run_stem(preset:str, **overrides)->str:
-    "Name of a comparison's runs folder and results files: the preset, plus any overrides that change what is trained."
+def run_stem(preset:str, # the preset's name
+             **overrides, # RunConfig overrides; those that change what is trained name the folder too
+            )->str:
+    "Name of a comparison's runs folder and results files: the preset, plus the overrides that change the training."
     extra = '_'.join(f'{k}{v}' for k, v in sorted(overrides.items()) if v is not None and k not in _FREE)
     return f'compare_{preset}' + (f'_{extra}' if extra else '')
 
-def variant_config(name:str, preset:str='quick', data_dir:str='data', runs_dir:str|Path='runs', **overrides)->RunConfig:
+# %% ../nbs/11_results.ipynb #bd087600
+def variant_config(name:str, # a trained variant (a key of `VARIANTS`)
+                   preset:str='quick', # `make_config` preset
+                   data_dir:str='data', # folder holding the dataset
+                   runs_dir:str|Path='runs', # where runs/compare_<stem>/<name>/ is made
+                   **overrides, # RunConfig overrides for every variant alike
+                  )->RunConfig:
     "The validated `RunConfig` of a trained variant: preset, then the variant's overrides, then `overrides`."
-    if name not in VARIANTS: raise ValueError(f"{name!r} is not a trained variant; trained variants: {list(VARIANTS)}")
+    if name not in VARIANTS:
+        raise ValueError(f"{name!r} is not a trained variant; trained variants: {list(VARIANTS)}")
     clash = sorted(set(overrides) & set(VARIANTS[name][0]))
     if clash: raise ValueError(f"overrides {clash} would change what makes variant {name!r} itself")
-    out = Path(runs_dir)/run_stem(preset, **overrides)/name   # another override, another folder: runs never collide
+    out = Path(runs_dir)/run_stem(preset, **overrides)/name   # another override, another folder: no collisions
     return make_config(preset, data_dir=data_dir, out_dir=str(out), resume=True, **(VARIANTS[name][0] | overrides))
 
+# %% ../nbs/11_results.ipynb #1bdee735
 def _same_run(saved:dict, cfg:RunConfig)->bool:
+    "Whether a saved config trains exactly what `cfg` trains (fields in `_FREE` aside)."
     now = cfg.to_dict()
     return {k: v for k, v in saved.items() if k not in _FREE} == {k: v for k, v in now.items() if k not in _FREE}
 
@@ -97,10 +113,43 @@ def train_job(cfg_dict:dict)->dict:
     res = run_training(cfg)
     return dict(name=Path(cfg.out_dir).name, summary=res, wall_s=time.time() - t0)
 
+# %% ../nbs/11_results.ipynb #efec8ba9
+def _train_here(todo:dict, threads:int|None, progress:bool)->tuple[dict,dict]:
+    "Train the configs one after the other in this process, on `threads` torch threads: summaries, errors."
+    out, errors = {}, {}
+    was = torch.get_num_threads()
+    torch.set_num_threads(threads or was)
+    try:
+        for n, c in todo.items():
+            try: out[n] = train_job(c.to_dict() | dict(quiet=not progress))['summary'] | dict(reused=False)
+            except Exception as e: errors[n] = f"{type(e).__name__}: {e}"
+    finally: torch.set_num_threads(was)
+    return out, errors
+
+def _train_spawned(todo:dict, jobs:int, threads:int|None, progress:bool)->tuple[dict,dict]:
+    "Train the configs in `jobs` fresh processes, `threads` torch threads each: summaries, errors."
+    out, errors = {}, {}
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    job, init = _worker_fns()
+    if progress: print(f"training {len(todo)} variants, {jobs} at a time, {threads} torch thread(s) each", flush=True)
+    with ProcessPoolExecutor(jobs, mp_context=get_context('spawn'), initializer=init, initargs=(threads,)) as ex:
+        futs = {ex.submit(job, c.to_dict() | dict(quiet=True)): n for n, c in todo.items()}
+        for i, f in enumerate(as_completed(futs)):
+            n = futs[f]
+            try:
+                r = f.result()
+                out[n] = r['summary'] | dict(reused=False)
+                if progress: print(f"[{i + 1}/{len(todo)}] {n}: trained in {r['wall_s']:.0f} s, final exit "
+                                   f"{r['summary']['test']['exit_acc_pct'][-1]:.2f} % (test)", flush=True)
+            except Exception as e: errors[n] = f"{type(e).__name__}: {e}"
+    return out, errors
+
+# %% ../nbs/11_results.ipynb #86403284
 def train_variants(cfgs:dict, # name -> RunConfig
                    jobs:int=1, # processes training at once
-                   threads:int|None=None, # torch threads per process (default: cores // jobs; with jobs=1 the current setting)
-                   progress:bool=True)->dict:
+                   threads:int|None=None, # torch threads per process (default: cores // jobs; jobs=1: unchanged)
+                   progress:bool=True, # print what is reused and trained
+                  )->dict:
     "Train every config not already trained; return name -> summary (with `reused` set for runs found on disk)."
     out, todo = {}, {}
     for n, c in cfgs.items():
@@ -110,28 +159,8 @@ def train_variants(cfgs:dict, # name -> RunConfig
     if progress and out: print(f"already trained, reused: {', '.join(out)}")
     if not todo: return out
     jobs = max(1, min(jobs, len(todo)))
-    errors = {}
-    if jobs == 1:
-        was = torch.get_num_threads()
-        torch.set_num_threads(threads or was)
-        try:
-            for n, c in todo.items():
-                try: out[n] = train_job(c.to_dict() | dict(quiet=not progress))['summary'] | dict(reused=False)
-                except Exception as e: errors[n] = f"{type(e).__name__}: {e}"
-        finally: torch.set_num_threads(was)
-    else:
-        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-        job, init = _worker_fns()
-        if progress: print(f"training {len(todo)} variants, {jobs} at a time, {threads} torch thread(s) each", flush=True)
-        with ProcessPoolExecutor(jobs, mp_context=get_context('spawn'), initializer=init, initargs=(threads,)) as ex:
-            futs = {ex.submit(job, c.to_dict() | dict(quiet=True)): n for n, c in todo.items()}
-            for i, f in enumerate(as_completed(futs)):
-                n = futs[f]
-                try:
-                    r = f.result(); out[n] = r['summary'] | dict(reused=False)
-                    if progress: print(f"[{i + 1}/{len(todo)}] {n}: trained in {r['wall_s']:.0f} s, final exit "
-                                       f"{r['summary']['test']['exit_acc_pct'][-1]:.2f} % (test)", flush=True)
-                except Exception as e: errors[n] = f"{type(e).__name__}: {e}"
+    new, errors = _train_here(todo, threads, progress) if jobs == 1 else _train_spawned(todo, jobs, threads, progress)
+    out |= new
     if errors:
         raise RuntimeError("training failed for " + '; '.join(f"{n} ({m})" for n, m in errors.items()) +
                            f". Finished variants are saved and will be reused: {sorted(out)}")
@@ -141,7 +170,7 @@ def train_variants(cfgs:dict, # name -> RunConfig
 def with_exit_score(o:ExitOutputs, # outputs of a network with early exits
                     measure:str='maxprob', # confidence measure of chapter 04 (`dynmoe.exits.confidence`)
                    )->ExitOutputs:
-    "The same outputs, but images exit when the exit head's `measure` reaches the threshold (the confidence policy)."
+    "The same outputs, but an image exits when its exit head's `measure` reaches the threshold (confidence policy)."
     if o.K == 1: raise ValueError("this network has no early exits to re-score")
     scores = torch.stack([confidence(o.logits[:, k], measure) for k in range(o.K - 1)], 1).float()
     return ExitOutputs(o.logits, scores, o.experts, o.path_macs, o.overhead_macs, o.y, o.n_experts, 'confidence')
@@ -153,21 +182,31 @@ def _model_from_run(cfg:RunConfig, ds)->torch.nn.Module:
     model.load_state_dict(ema_weights(load_checkpoint(Path(cfg.out_dir)/'last.pt')))
     return model.eval()
 
-def evaluate_run(model, ds, n_budgets:int=9, latency:bool=True, verify:int=256, batch_size:int=500,
-                 progress:bool=True)->tuple[dict, tuple]:
-    "Chapter 09's `evaluate_model` on `ds` (budget sweep over the feasible range); also returns the collected (valid, test) outputs."
-    return evaluate_model(model, tuple(ds.valid), tuple(ds.test), n_budgets=n_budgets, batch_size=batch_size, latency=latency,
-                          normalise=normaliser(ds.mean, ds.std), verify=verify, on_infeasible='skip', progress=progress,
-                          return_outputs=True)
+def evaluate_run(model, ds, # a trained network and its `DataSplits`
+                 n_budgets:int=9, # points of the budget sweep
+                 latency:bool=True, # time `infer` at batch 1 and 256
+                 verify:int=256, # images on which `infer` is checked against the simulation
+                 batch_size:int=500, # images per forward pass
+                 progress:bool=True, # progress bars
+                )->tuple[dict, tuple]: # the evaluation, the collected (valid, test) outputs
+    "Chapter 09's `evaluate_model` on `ds` (budget sweep over the feasible range), returning the collected outputs too."
+    return evaluate_model(model, tuple(ds.valid), tuple(ds.test), n_budgets=n_budgets, batch_size=batch_size,
+                          latency=latency, normalise=normaliser(ds.mean, ds.std), verify=verify,
+                          on_infeasible='skip', progress=progress, return_outputs=True)
 
-def evaluate_posthoc(name:str, outs:tuple, n_budgets:int=9)->dict:
+# %% ../nbs/11_results.ipynb #9ab2c059
+def evaluate_posthoc(name:str, # a key of `POSTHOC`
+                     outs:tuple, # the (valid, test) outputs collected for the variant it re-reads
+                     n_budgets:int=9, # points of the budget sweep
+                    )->dict:
     "Evaluate a post-hoc variant from the collected outputs of the variant it re-reads (no model run)."
     base, measure, _ = POSTHOC[name]
     ov, ot = (with_exit_score(o, measure) for o in outs)
-    res = dict(model=None, derived_from=base, exit_score=measure) | evaluate_outputs(ov, ot, on_infeasible='skip', n_budgets=n_budgets)
+    res = dict(model=None, derived_from=base, exit_score=measure)
+    res |= evaluate_outputs(ov, ot, on_infeasible='skip', n_budgets=n_budgets)
     return _jsonable(res) | dict(infer_check=None, latency=None)
 
-# %% ../nbs/11_results.ipynb #322e6f3c
+# %% ../nbs/11_results.ipynb #62ae0c0e
 def curve(r:dict)->tuple[np.ndarray, np.ndarray]:
     "(test MMACs, test accuracy %) of a variant's budget sweep, sorted by MMACs; one point for a network without exits."
     if r.get('budget'):
@@ -176,201 +215,266 @@ def curve(r:dict)->tuple[np.ndarray, np.ndarray]:
     m, a = map(np.array, zip(*pts))
     return m, a
 
+# %% ../nbs/11_results.ipynb #ebb71a2a
 def interp_acc(r:dict, mmacs)->np.ndarray:
     "Test accuracy (%) of a variant's curve at `mmacs` (linear between sweep points; NaN outside the curve)."
     m, a = curve(r)
     x = np.atleast_1d(np.asarray(mmacs, dtype=float))
     return np.where((x >= m[0] - 1e-9) & (x <= m[-1] + 1e-9), np.interp(x, m, a), np.nan)
 
+# %% ../nbs/11_results.ipynb #954c0e42
 def matched_gap(a:dict, b:dict, # two variants' evaluations
-                n_grid:int=25)->tuple[np.ndarray, np.ndarray]|None:
-    "(MMACs grid, accuracy of `a` minus `b` in pp) on the MACs range both test curves cover; None if they do not overlap."
+                n_grid:int=25, # points of the MACs grid
+               )->tuple[np.ndarray, np.ndarray]|None: # (n_grid,) MMACs, (n_grid,) accuracy of `a` minus `b` (pp)
+    "Accuracy gap of `a` over `b` on the MACs range both test curves cover; None if they do not overlap."
     (ma, _), (mb, _) = curve(a), curve(b)
     lo, hi = max(ma[0], mb[0]), min(ma[-1], mb[-1])
     if not lo < hi: return None
     g = np.linspace(lo, hi, n_grid)
     return g, interp_acc(a, g) - interp_acc(b, g)
 
-def targets(results:dict, # variant -> evaluation (needs static, branchy, moe, dynmoe)
-            n_grid:int=25)->dict:
-    "The issue's targets for DynMoE, each with the numbers that decide it."
-    need = [v for v in BASELINES if v not in results]
-    if need: raise ValueError(f"targets need the variants {need}")
-    st, b, moe, d = (results[v] for v in BASELINES)
-    t = {}
+# %% ../nbs/11_results.ipynb #e699b99d
+def _vs_branchy(d:dict, b:dict, n_grid:int)->dict:
+    "Target 1a: DynMoE at or above BranchyNet over the MACs both curves cover."
     mg = matched_gap(d, b, n_grid)
-    if mg is not None:
-        g, diff = mg; i = int(np.argmin(diff))
-        t['vs_branchy'] = dict(met=bool(diff.min() >= 0), min_gap_pp=float(diff.min()), at_mmacs=float(g[i]),
-                               mean_gap_pp=float(diff.mean()), overlap_mmacs=[float(g[0]), float(g[-1])])
-    else: t['vs_branchy'] = dict(met=None, note='the two test curves do not overlap in MACs')
+    if mg is None: return dict(met=None, note='the two test curves do not overlap in MACs')
+    g, diff = mg
+    i = int(np.argmin(diff))
+    return dict(met=bool(diff.min() >= 0), min_gap_pp=float(diff.min()), at_mmacs=float(g[i]),
+                mean_gap_pp=float(diff.mean()), overlap_mmacs=[float(g[0]), float(g[-1])])
+
+def _vs_moe(d:dict, moe:dict)->dict:
+    "Target 1b: DynMoE at or above the MoE-CNN, read off DynMoE's curve at the MoE-CNN's MACs."
     mm, am = curve(moe)
     ad = interp_acc(d, mm[0])[0]
-    t['vs_moe'] = dict(moe_mmacs=float(mm[0]), moe_acc_pct=float(am[0]),
-                       dynmoe_acc_at_moe_mmacs_pct=None if np.isnan(ad) else float(ad),
-                       met=None if np.isnan(ad) else bool(ad >= am[0]), gap_pp=None if np.isnan(ad) else float(ad - am[0]))
+    gap = None if np.isnan(ad) else float(ad - am[0])
+    return dict(moe_mmacs=float(mm[0]), moe_acc_pct=float(am[0]),
+                dynmoe_acc_at_moe_mmacs_pct=None if np.isnan(ad) else float(ad),
+                met=None if np.isnan(ad) else bool(ad >= am[0]), gap_pp=gap)
+
+def _static_at_half(st:dict, d:dict)->dict:
+    "Target 2: the MACs at which DynMoE's curve first reaches the static CNN's accuracy, against half the static MACs."
     ms, as_ = curve(st)
     dm, da = curve(d)
     above = np.flatnonzero(da >= as_[0])                     # sweep points at or above the static accuracy
     if not len(above): first = None
     elif above[0] == 0: first = float(dm[0])
-    else: i = above[0]; first = float(np.interp(as_[0], da[i - 1:i + 1], dm[i - 1:i + 1]))   # where the curve first crosses it
-    t['static_acc_at_half_macs'] = dict(static_acc_pct=float(as_[0]), static_mmacs=float(ms[0]), dynmoe_best_acc_pct=float(da.max()),
-                                        dynmoe_mmacs_to_reach=first, macs_ratio=None if first is None else first / float(ms[0]),
-                                        met=False if first is None else bool(first <= 0.5 * ms[0]))
-    errs = {v: max(abs(x['budget_error_pct']) for x in r['budget']) for v, r in results.items() if r.get('budget')}
-    t['budget_error'] = dict(max_abs_pct=errs, met={v: bool(e <= 5) for v, e in errs.items()})
-    return t
+    else:                                                    # where the curve first crosses it
+        i = above[0]
+        first = float(np.interp(as_[0], da[i - 1:i + 1], dm[i - 1:i + 1]))
+    return dict(static_acc_pct=float(as_[0]), static_mmacs=float(ms[0]), dynmoe_best_acc_pct=float(da.max()),
+                dynmoe_mmacs_to_reach=first, macs_ratio=None if first is None else first / float(ms[0]),
+                met=False if first is None else bool(first <= 0.5 * ms[0]))
 
-# %% ../nbs/11_results.ipynb #4333d1b8
+def targets(results:dict, # variant -> evaluation (needs static, branchy, moe, dynmoe)
+            n_grid:int=25, # points of the MACs grid for the BranchyNet comparison
+           )->dict:
+    "The issue's targets for DynMoE, each with the numbers that decide it."
+    need = [v for v in BASELINES if v not in results]
+    if need: raise ValueError(f"targets need the variants {need}")
+    st, b, moe, d = (results[v] for v in BASELINES)
+    errs = {v: max(abs(x['budget_error_pct']) for x in r['budget']) for v, r in results.items() if r.get('budget')}
+    return dict(vs_branchy=_vs_branchy(d, b, n_grid), vs_moe=_vs_moe(d, moe),
+                static_acc_at_half_macs=_static_at_half(st, d),
+                budget_error=dict(max_abs_pct=errs, met={v: bool(e <= 5) for v, e in errs.items()}))
+
+# %% ../nbs/11_results.ipynb #38601ea9
 def _lac(r, cov):
+    "Mean size of the LAC conformal set at `cov` % coverage, if the evaluation has one."
     for c in r['operating_point'].get('conformal') or []:
         if c['score'] == 'lac' and round(c['target_coverage_pct']) == cov: return c['mean_set_size_classes']
 
-def _f(v, fmt='.2f'): return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+def _f(v, fmt='.2f'): # a table cell: '–' for a missing number
+    return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 def results_table(doc:dict)->str:
     "A markdown table of every variant (test split, default thresholds), units in the header."
-    hdr = ('| variant | trained (s) | final-exit acc (%) | acc at default thresholds (%) | mean MMACs/img | full path MMACs/img | '
-           'mean exit | gate+policy share of MACs (%) | ECE (%) | 90 % set (classes) | 95 % set (classes) | '
-           'latency b1 (ms) | latency b256 (ms/img) |')
+    hdr = ('| variant | trained (s) | final-exit acc (%) | acc at default thresholds (%) | mean MMACs/img | '
+           'full path MMACs/img | mean exit | gate+policy share of MACs (%) | ECE (%) | 90 % set (classes) | '
+           '95 % set (classes) | latency b1 (ms) | latency b256 (ms/img) |')
     rows = [hdr, '|' + '---|' * (hdr.count('|') - 1)]
     for n, v in doc['variants'].items():
         r, tr, op = v['eval'], v.get('train') or {}, v['eval']['operating_point']
         lat = r.get('latency') or {}
-        rows.append(f"| `{n}` | {_f(tr.get('train_seconds'), '.0f')} | {_f(r['anytime'][-1]['acc_pct'])} | {_f(op['acc_pct'])} | "
-                    f"{_f(op['mean_mmacs'])} | {_f(r['anytime'][-1]['mean_mmacs'])} | {_f(op['mean_exit_number'])} | "
-                    f"{_f(op['gate_policy_share_pct'], '.2g')} | {_f(op['ece_pct'])} | {_f(_lac(r, 90))} | {_f(_lac(r, 95))} | "
-                    f"{_f(lat.get('batch1', {}).get('median_ms'))} | {_f(lat.get('batch256', {}).get('per_image_ms'), '.3f')} |")
+        cells = [f"`{n}`", _f(tr.get('train_seconds'), '.0f'), _f(r['anytime'][-1]['acc_pct']), _f(op['acc_pct']),
+                 _f(op['mean_mmacs']), _f(r['anytime'][-1]['mean_mmacs']), _f(op['mean_exit_number']),
+                 _f(op['gate_policy_share_pct'], '.2g'), _f(op['ece_pct']), _f(_lac(r, 90)), _f(_lac(r, 95)),
+                 _f(lat.get('batch1', {}).get('median_ms')), _f(lat.get('batch256', {}).get('per_image_ms'), '.3f')]
+        rows.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(rows)
 
+# %% ../nbs/11_results.ipynb #ac7773e8
 ANCHORS = [  # published CIFAR-10 points, for orientation only (different backbones and 300-epoch GPU training)
     dict(label='seed 003: MSDNet + budget-aware gater', mmacs=25.0, acc_pct=95.03),
     dict(label="seed 003 at JEI-DNN's accuracy", mmacs=28.0, acc_pct=93.4),
 ]
 
-def plot_comparison(doc:dict, names=None, ax=None, anchors:bool=False):
+def plot_comparison(doc:dict, # a comparison, as `compare` returns or `load_comparison` reads it
+                    names=None, # variants to draw (default: all)
+                    ax=None, # a matplotlib axis (default: a new figure)
+                    anchors:bool=False, # also draw the published points of `ANCHORS`
+                   ):
     "Test accuracy vs executed MMACs per image: budget-sweep curves for networks with exits, one point for the others."
     if ax is None: _, ax = plt.subplots(figsize=(7, 4.5))
     names = names or list(doc['variants'])
     for i, n in enumerate(names):
-        r = doc['variants'][n]['eval']; m, a = curve(r); c = f'C{i % 10}'
-        ax.plot(m, a, 'o-' if len(m) > 1 else 's', c=c, ms=4 if len(m) > 1 else 8, label=n)
+        m, a = curve(doc['variants'][n]['eval'])
+        ax.plot(m, a, 'o-' if len(m) > 1 else 's', c=f'C{i % 10}', ms=4 if len(m) > 1 else 8, label=n)
     if anchors:
         for j, p in enumerate(ANCHORS):
-            ax.plot(p['mmacs'], p['acc_pct'], '*', ms=12, c='k' if j == 0 else 'grey', label=f"{p['label']} (published)")
+            c = 'k' if j == 0 else 'grey'
+            ax.plot(p['mmacs'], p['acc_pct'], '*', ms=12, c=c, label=f"{p['label']} (published)")
     ax.set(xlabel='mean executed MMACs per image (test)', ylabel='top-1 accuracy (%, test)',
            title=f"CIFAR-style comparison, preset {doc['preset']!r}, {doc['epochs']} epochs")
-    ax.grid(alpha=.3); ax.legend(fontsize=7)
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=7)
     return ax
 
-# %% ../nbs/11_results.ipynb #4a609bfc
-def describe_targets(t:dict)->list[str]:
-    "One sentence per target of `targets`, with the numbers that decide it."
-    yes = lambda m: 'MET' if m else ('not met' if m is False else 'undecided')
-    out = []
-    b = t['vs_branchy']
-    if b.get('met') is None: out.append(f"DynMoE vs BranchyNet: {b.get('note', 'undecided')}")
-    else: out.append(f"DynMoE >= BranchyNet at every budget: {yes(b['met'])}; over {b['overlap_mmacs'][0]:.2f}-{b['overlap_mmacs'][1]:.2f} "
-                     f"MMACs/img the gap is {b['mean_gap_pp']:+.2f} pp on average, {b['min_gap_pp']:+.2f} pp at worst ({b['at_mmacs']:.2f} MMACs/img)")
-    m = t['vs_moe']
-    if m['met'] is None: out.append(f"DynMoE vs MoE-CNN: the MoE-CNN's {m['moe_mmacs']:.2f} MMACs/img lies outside DynMoE's test curve")
-    else: out.append(f"DynMoE >= MoE-CNN at its {m['moe_mmacs']:.2f} MMACs/img: {yes(m['met'])} ({m['dynmoe_acc_at_moe_mmacs_pct']:.2f} % vs "
-                     f"{m['moe_acc_pct']:.2f} %, {m['gap_pp']:+.2f} pp)")
-    h = t['static_acc_at_half_macs']
-    if h['dynmoe_mmacs_to_reach'] is None:
-        out.append(f"DynMoE reaches the static CNN's {h['static_acc_pct']:.2f} % at <= 50 % of its {h['static_mmacs']:.2f} MMACs/img: not met "
-                   f"(DynMoE's best on the sweep is {h['dynmoe_best_acc_pct']:.2f} %)")
-    else: out.append(f"DynMoE reaches the static CNN's {h['static_acc_pct']:.2f} % at {h['dynmoe_mmacs_to_reach']:.2f} MMACs/img = "
-                     f"{100 * h['macs_ratio']:.0f} % of its {h['static_mmacs']:.2f} MMACs/img: {yes(h['met'])} (target <= 50 %)")
-    e = t['budget_error']
-    out.append("realised test budget within +-5 % of the target: " +
-               ', '.join(f"{n} {yes(e['met'][n])} (worst {v:.1f} %)" for n, v in e['max_abs_pct'].items()))
-    return out
+# %% ../nbs/11_results.ipynb #41f3819c
+def _yes(m): # a verdict: True, False or None (undecided)
+    return 'MET' if m else ('not met' if m is False else 'undecided')
 
+def _say_branchy(b:dict)->str:
+    "Target 1a in words."
+    if b.get('met') is None: return f"DynMoE vs BranchyNet: {b.get('note', 'undecided')}"
+    lo, hi = b['overlap_mmacs']
+    return (f"DynMoE >= BranchyNet at every budget: {_yes(b['met'])}; over {lo:.2f}-{hi:.2f} MMACs/img the gap is "
+            f"{b['mean_gap_pp']:+.2f} pp on average, {b['min_gap_pp']:+.2f} pp at worst "
+            f"({b['at_mmacs']:.2f} MMACs/img)")
+
+def _say_moe(m:dict)->str:
+    "Target 1b in words."
+    if m['met'] is None:
+        return f"DynMoE vs MoE-CNN: the MoE-CNN's {m['moe_mmacs']:.2f} MMACs/img lies outside DynMoE's test curve"
+    return (f"DynMoE >= MoE-CNN at its {m['moe_mmacs']:.2f} MMACs/img: {_yes(m['met'])} "
+            f"({m['dynmoe_acc_at_moe_mmacs_pct']:.2f} % vs {m['moe_acc_pct']:.2f} %, {m['gap_pp']:+.2f} pp)")
+
+def _say_static(h:dict)->str:
+    "Target 2 in words."
+    head = f"DynMoE reaches the static CNN's {h['static_acc_pct']:.2f} % at "
+    if h['dynmoe_mmacs_to_reach'] is None:
+        return (head + f"<= 50 % of its {h['static_mmacs']:.2f} MMACs/img: not met "
+                f"(DynMoE's best on the sweep is {h['dynmoe_best_acc_pct']:.2f} %)")
+    return (head + f"{h['dynmoe_mmacs_to_reach']:.2f} MMACs/img = {100 * h['macs_ratio']:.0f} % of its "
+            f"{h['static_mmacs']:.2f} MMACs/img: {_yes(h['met'])} (target <= 50 %)")
+
+def describe_targets(t:dict, # as `targets` returns it
+                    )->list[str]:
+    "One sentence per target of `targets`, with the numbers that decide it."
+    e = t['budget_error']
+    budget = ', '.join(f"{n} {_yes(e['met'][n])} (worst {v:.1f} %)" for n, v in e['max_abs_pct'].items())
+    return [_say_branchy(t['vs_branchy']), _say_moe(t['vs_moe']), _say_static(t['static_acc_at_half_macs']),
+            "realised test budget within +-5 % of the target: " + budget]
+
+# %% ../nbs/11_results.ipynb #e7508440
 def load_comparison(path:str|Path)->dict:
     "A `compare_<preset>.json` as written by `compare`, its provenance under 'meta'."
     doc = load_results(path)
-    if 'variants' not in doc['results']: raise ValueError(f"{path} is not a dynmoe-compare results file (no 'variants')")
+    if 'variants' not in doc['results']:
+        raise ValueError(f"{path} is not a dynmoe-compare results file (no 'variants')")
     return doc['results'] | dict(meta=doc['meta'])
 
-def headline(path:str|Path)->str:
+# %% ../nbs/11_results.ipynb #34306ab8
+def _headline_row(n:str, r:dict)->str:
+    "One network's line of the headline: accuracy and MACs at default thresholds, and its budget sweep."
+    op = r['operating_point']
+    line = f"  {n:8s} top-1 {op['acc_pct']:6.2f} % at {op['mean_mmacs']:6.2f} MMACs/img"
+    if not r.get('budget'): return line
+    best = max(r['budget'], key=lambda b: b['test_acc_pct'])
+    lo, hi = min(b['test_mmacs'] for b in r['budget']), max(b['test_mmacs'] for b in r['budget'])
+    return line + (f" (default thresholds, mean exit {op['mean_exit_number']:.2f}); budget sweep "
+                   f"{lo:.2f}-{hi:.2f} MMACs/img, best {best['test_acc_pct']:.2f} %")
+
+def headline(path:str|Path, # a `compare_<preset>.json`
+            )->str:
     "The front page's result: the four main networks on the test split and the verdicts, with provenance."
-    doc = load_comparison(path); m = doc['meta']
-    lines = [f"{doc['dataset']}, backbone {doc['backbone']}, preset {m['preset']!r} ({doc['epochs']} epochs each), seed {m['seed']}; test split:"]
-    for n in BASELINES:
-        if n not in doc['variants']: continue
-        r = doc['variants'][n]['eval']; op = r['operating_point']
-        line = f"  {n:8s} top-1 {op['acc_pct']:6.2f} % at {op['mean_mmacs']:6.2f} MMACs/img"
-        if r.get('budget'):
-            best = max(r['budget'], key=lambda b: b['test_acc_pct'])
-            line += (f" (default thresholds, mean exit {op['mean_exit_number']:.2f}); budget sweep "
-                     f"{min(b['test_mmacs'] for b in r['budget']):.2f}-{max(b['test_mmacs'] for b in r['budget']):.2f} MMACs/img, "
-                     f"best {best['test_acc_pct']:.2f} %")
-        lines.append(line)
+    doc = load_comparison(path)
+    m = doc['meta']
+    lines = [f"{doc['dataset']}, backbone {doc['backbone']}, preset {m['preset']!r} ({doc['epochs']} epochs each), "
+             f"seed {m['seed']}; test split:"]
+    lines += [_headline_row(n, doc['variants'][n]['eval']) for n in BASELINES if n in doc['variants']]
     if 'targets' in doc: lines += ['  ' + s for s in describe_targets(doc['targets'])]
     mach = m.get('machine', {})
-    lines.append(f"  (from {Path(path).name}: `{m['command']}`, commit {m['git_commit']}; {doc['wall_s'] / 60:.0f} min wall-clock "
-                 f"on {mach.get('cpu_count', '?')} CPU cores, torch {mach.get('torch', '?')})")
+    lines.append(f"  (from {Path(path).name}: `{m['command']}`, commit {m['git_commit']}; {doc['wall_s'] / 60:.0f} min "
+                 f"wall-clock on {mach.get('cpu_count', '?')} CPU cores, torch {mach.get('torch', '?')})")
     return '\n'.join(lines)
 
 # %% ../nbs/11_results.ipynb #4fac74ae
-def compare(preset:str='quick', data_dir:str='data',
+def _evaluate_all(names:list, cfgs:dict, summaries:dict, ds, latency:bool, progress:bool)->dict:
+    "Evaluate every variant in turn (a post-hoc one from the outputs of the network it re-reads): name -> entry."
+    variants, outs = {}, {}
+    for n in (progress_bar(names, leave=False) if progress else names):
+        if n in POSTHOC:
+            variants[n] = dict(description=POSTHOC[n][2], train=None, eval=evaluate_posthoc(n, outs[POSTHOC[n][0]]))
+            continue
+        r, outs[n] = evaluate_run(_model_from_run(cfgs[n], ds), ds, latency=latency, progress=False)
+        s = summaries[n]
+        variants[n] = dict(description=VARIANTS[n][1], config=s['config'], reused=s.get('reused', False),
+                           train=dict(train_seconds=s['train_seconds'], history=s['history']), eval=r)
+    return variants
+
+def _write_comparison(doc:dict, out_dir:Path, stem:str, **meta)->Path:
+    "The results file (with `meta` as provenance), its markdown table and its accuracy-MACs plot."
+    path = save_results(out_dir/f'{stem}.json', doc, **meta)
+    (out_dir/f'{stem}.md').write_text(f"Written by `{load_results(path)['meta']['command']}`; test split, "
+                                      "default thresholds.\n\n" + results_table(doc) + '\n')
+    ax = plot_comparison(doc)
+    ax.figure.savefig(out_dir/f'{stem}_acc_macs.png', dpi=120, bbox_inches='tight')
+    plt.close(ax.figure)
+    return path
+
+def compare(preset:str='quick', # `make_config` preset
+            data_dir:str='data', # folder holding the dataset
             variants=None, # names (list or comma-separated), None: all of ALL_VARIANTS
             out_dir:str|Path='data/results', # where compare_<preset>.json/.md/.png go
             runs_dir:str|Path='runs', # where each variant trains (runs/compare_<preset>/<variant>/)
             jobs:int=1, threads:int|None=None, # training processes at once, torch threads each
             latency:bool=True, # time `infer` at batch 1 and 256 for every trained variant
-            progress:bool=True, **overrides)->dict:
+            progress:bool=True, # progress bars and messages
+            **overrides, # RunConfig overrides for every variant alike
+           )->dict:
     "Train, evaluate and compare the variants; write `compare_<preset>.json`, a markdown table and the plots."
     names = resolve_variants(variants)
-    code_commit = git_commit(Path(__file__).parent if '__file__' in globals() else '.')  # the code that runs; the file also records the commit at writing
+    # the code that runs; the results file also records the commit at writing
+    code_commit = git_commit(Path(__file__).parent if '__file__' in globals() else '.')
     trained = [n for n in names if n in VARIANTS]
     cfgs = {n: variant_config(n, preset, data_dir, runs_dir, **overrides) for n in trained}
-    t0 = time.time()
-    ds = load_data(cfgs[trained[0]])   # first: a missing dataset fails here, once, before any process starts
+    c0, t0 = cfgs[trained[0]], time.time()
+    ds = load_data(c0)   # first: a missing dataset fails here, once, before any process starts
     summaries = train_variants(cfgs, jobs, threads, progress)
-    doc = dict(preset=preset, overrides={k: v for k, v in overrides.items() if v is not None}, epochs=cfgs[trained[0]].epochs, backbone=cfgs[trained[0]].backbone, dataset=ds.source, variants={})
-    outs = {}
-    for n in (progress_bar(names, leave=False) if progress else names):
-        if n in POSTHOC:
-            doc['variants'][n] = dict(description=POSTHOC[n][2], train=None, eval=evaluate_posthoc(n, outs[POSTHOC[n][0]]))
-            continue
-        model = _model_from_run(cfgs[n], ds)
-        r, outs[n] = evaluate_run(model, ds, latency=latency, progress=False)
-        s = summaries[n]
-        doc['variants'][n] = dict(description=VARIANTS[n][1], config=s['config'], reused=s.get('reused', False),
-                                  train=dict(train_seconds=s['train_seconds'], history=s['history']), eval=r)
-    if all(v in doc['variants'] for v in BASELINES): doc['targets'] = targets({n: v['eval'] for n, v in doc['variants'].items()})
+    doc = dict(preset=preset, overrides={k: v for k, v in overrides.items() if v is not None}, epochs=c0.epochs,
+               backbone=c0.backbone, dataset=ds.source,
+               variants=_evaluate_all(names, cfgs, summaries, ds, latency, progress))
+    if all(v in doc['variants'] for v in BASELINES):
+        doc['targets'] = targets({n: v['eval'] for n, v in doc['variants'].items()})
     doc['wall_s'] = time.time() - t0
-    out_dir = Path(out_dir); stem = run_stem(preset, **overrides)
-    path = save_results(out_dir/f'{stem}.json', doc, preset=preset, seed=cfgs[trained[0]].seed, data_dir=str(data_dir),
-                        code_commit_at_start=code_commit)
-    (out_dir/f'{stem}.md').write_text(f"Written by `{load_results(path)['meta']['command']}`; test split, default thresholds.\n\n"
-                                      + results_table(doc) + '\n')
-    ax = plot_comparison(doc); ax.figure.savefig(out_dir/f'{stem}_acc_macs.png', dpi=120, bbox_inches='tight'); plt.close(ax.figure)
+    _write_comparison(doc, Path(out_dir), run_stem(preset, **overrides), preset=preset, seed=c0.seed,
+                      data_dir=str(data_dir), code_commit_at_start=code_commit)
     return doc
 
 # %% ../nbs/11_results.ipynb #b9939d5c
 @call_parse
-def compare_cli(preset:str='quick', # smoke (seconds, synthetic), quick (CIFAR-10, minutes a variant on a CPU) or paper (seed 003's recipe)
+def compare_cli(preset:str='quick', # smoke (seconds, synthetic), quick (CIFAR-10, minutes a variant), paper (seed 003)
                 data_dir:str='data', # folder holding the dataset
                 variants:str='all', # comma-separated subset of the variants (see dynmoe.compare.ALL_VARIANTS)
                 out_dir:str='data/results', # where compare_<preset>.json, .md and _acc_macs.png are written
                 runs_dir:str='runs', # where each variant trains (resumable)
                 jobs:int=0, # training processes at once (0: 1 on a GPU, else min(cores, variants, 4))
-                epochs:int=None, # override the preset's epochs (every variant alike; results go to compare_<preset>_epochs<N>.*)
-                seed:int=None, # override the seed (every variant alike; results go to compare_<preset>_seed<N>.*)
+                epochs:int=None, # override the preset's epochs (every variant; results in compare_<preset>_epochs<N>.*)
+                seed:int=None, # override the seed (every variant; results in compare_<preset>_seed<N>.*)
                 no_latency:store_true=False, # skip the latency timings
                ):
-    "Train and evaluate the baselines and ablations on the same backbone, data and budget; write the results, table and plots."
+    "Train and evaluate the baselines and ablations on the same backbone, data and budget; write results, table, plots."
     try:
         names = resolve_variants(None if variants == 'all' else variants)
         if jobs < 0: raise ValueError(f"jobs must be >= 0, got {jobs}")
-        if jobs == 0:   # each process holds its own copy of the data and model (about 2 GB on CIFAR-10): at most 4 by default
-            jobs = 1 if torch.cuda.is_available() else max(1, min(os.cpu_count() or 1, sum(n in VARIANTS for n in names), 4))
-        doc = compare(preset, data_dir, names, out_dir, runs_dir, jobs=jobs, latency=not no_latency, epochs=epochs, seed=seed)
+        if jobs == 0:   # each process holds its own copy of the data and model (about 2 GB on CIFAR-10): at most 4
+            n_trained = sum(n in VARIANTS for n in names)
+            jobs = 1 if torch.cuda.is_available() else max(1, min(os.cpu_count() or 1, n_trained, 4))
+        doc = compare(preset, data_dir, names, out_dir, runs_dir, jobs=jobs, latency=not no_latency,
+                      epochs=epochs, seed=seed)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"dynmoe-compare: error: {e}", file=sys.stderr); sys.exit(2)
+        print(f"dynmoe-compare: error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(f"\n{Path(out_dir)/(run_stem(preset, epochs=epochs, seed=seed) + '.md')}:\n" + results_table(doc))
     if 'targets' in doc: print('\n' + '\n'.join(describe_targets(doc['targets'])))

@@ -20,14 +20,17 @@ __all__ = ['set_seed', 'default_device', 'cpu_has_fast_bf16', 'amp_dtype', 'auto
 def set_seed(seed:int=0, # seed for `random`, NumPy and PyTorch (all devices)
             )->torch.Generator: # a CPU generator seeded with `seed`, for code that wants its own stream
     "Seed every random number generator dynmoe touches."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
 # %% ../nbs/00a_core.ipynb #f1654df1
 def default_device()->torch.device:
     "CUDA if available, else Apple MPS, else CPU."
     if torch.cuda.is_available(): return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+    mps = getattr(torch.backends, 'mps', None)
+    if mps is not None and mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
 # %% ../nbs/00a_core.ipynb #577b44c8
@@ -37,7 +40,7 @@ def cpu_has_fast_bf16()->bool:
     except OSError: return False
     return any(f in flags for f in ('amx_bf16', 'avx512_bf16'))
 
-# %% ../nbs/00a_core.ipynb #423c08bb
+# %% ../nbs/00a_core.ipynb #d1f817e9
 def amp_dtype(device:torch.device|str)->torch.dtype|None:
     "The autocast dtype that pays on `device` (bf16 on CUDA and fast-bf16 CPUs), else `None`."
     device = torch.device(device)
@@ -45,6 +48,7 @@ def amp_dtype(device:torch.device|str)->torch.dtype|None:
     if device.type == 'cpu' and cpu_has_fast_bf16(): return torch.bfloat16
     return None
 
+# %% ../nbs/00a_core.ipynb #608cf597
 def autocast(device:torch.device|str, # device the model runs on
              enabled:bool=True, # set False to force full precision
             ):
@@ -64,19 +68,22 @@ def fmt_macs(n:float, # a number of multiply-accumulates
 
 # %% ../nbs/00a_core.ipynb #0733d3ab
 def count_macs(fn, # callable to run, e.g. a model
-               *args, **kwargs)->int: # MACs (multiply-accumulates) of convs and matmuls executed by `fn(*args, **kwargs)`
+               *args, **kwargs, # its arguments
+              )->int: # MACs (multiply-accumulates) of convs and matmuls executed by `fn(*args, **kwargs)`
     "MACs executed by one call of `fn`, counted by `torch.utils.flop_counter.FlopCounterMode` (FLOPs / 2)."
     from torch.utils.flop_counter import FlopCounterMode
     with torch.no_grad(), FlopCounterMode(display=False) as fc: fn(*args, **kwargs)
     return fc.get_total_flops() // 2
 
 # %% ../nbs/00a_core.ipynb #b4b553ed
-def git_commit(path:str|Path='.')->str:
+def git_commit(path:str|Path='.', # a folder inside the repository
+              )->str:
     "The git commit at `path` (short hash, '-dirty' if uncommitted changes), or 'unknown'."
     try:
-        h = subprocess.run(['git', 'rev-parse', '--short=12', 'HEAD'], cwd=path, capture_output=True, text=True, timeout=10)
+        git = lambda *a: subprocess.run(['git', *a], cwd=path, capture_output=True, text=True, timeout=10)
+        h = git('rev-parse', '--short=12', 'HEAD')
         if h.returncode: return 'unknown'
-        d = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=path, capture_output=True, text=True, timeout=10)
+        d = git('status', '--porcelain', '--untracked-files=no')
         return h.stdout.strip() + ('-dirty' if d.stdout.strip() else '')
     except (OSError, subprocess.SubprocessError): return 'unknown'
 
@@ -96,7 +103,17 @@ def default_command(argv:list|None=None)->str:
     head = f"python {os.path.relpath(argv[0])}" if argv[0].endswith('.py') else Path(argv[0]).name
     return ' '.join([head] + argv[1:])
 
-# %% ../nbs/00a_core.ipynb #451cb1eb
+# %% ../nbs/00a_core.ipynb #ab43db90
+def _json_default(o):
+    "JSON for NumPy scalars and arrays, tensors and paths."
+    if isinstance(o, (np.integer,)): return int(o)
+    if isinstance(o, (np.floating,)): return float(o)
+    if isinstance(o, np.ndarray): return o.tolist()
+    if isinstance(o, torch.Tensor): return o.tolist()
+    if isinstance(o, Path): return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+# %% ../nbs/00a_core.ipynb #6455b5f1
 def save_results(path:str|Path, # JSON file to write (folders are created)
                  results:dict, # the numbers, JSON-serialisable
                  command:str|None=None, # the command that produced them (default: this process's argv)
@@ -107,8 +124,9 @@ def save_results(path:str|Path, # JSON file to write (folders are created)
     "Write `results` to `path` as JSON with the provenance every quoted number needs."
     path = Path(path)
     if command is None: command = default_command()
-    doc = dict(meta=dict(command=command, git_commit=git_commit(Path(__file__).parent if '__file__' in globals() else '.'),
-                         preset=preset, seed=seed, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+    commit = git_commit(Path(__file__).parent if '__file__' in globals() else '.')
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    doc = dict(meta=dict(command=command, git_commit=commit, preset=preset, seed=seed, date=date,
                          machine=machine_info(), **meta),
                results=results)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,19 +135,13 @@ def save_results(path:str|Path, # JSON file to write (folders are created)
     tmp.replace(path)  # atomic: a killed run never leaves half a file
     return path
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, torch.Tensor): return o.tolist()
-    if isinstance(o, Path): return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
-
 # %% ../nbs/00a_core.ipynb #3f58832c
 def load_results(path:str|Path)->dict:
     "Read a results file written by `save_results`, checking that it carries its provenance."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"results file {path} not found; the command that writes it is named in the notebook that uses it")
+    if not path.exists():
+        raise FileNotFoundError(f"results file {path} not found; "
+                                "the command that writes it is named in the notebook that uses it")
     doc = json.loads(path.read_text())
     if not {'meta', 'results'} <= set(doc) or 'command' not in doc['meta']:
         raise ValueError(f"{path} is not a dynmoe results file (needs 'meta' with 'command', and 'results')")
@@ -146,7 +158,8 @@ def bench(fn, # zero-argument callable to time
     if sync: sync()
     ts = []
     for _ in range(n):
-        t0 = time.perf_counter(); fn()
+        t0 = time.perf_counter()
+        fn()
         if sync: sync()
         ts.append(time.perf_counter() - t0)
     return dict(median_s=float(np.median(ts)), min_s=float(min(ts)), max_s=float(max(ts)), times_s=ts)

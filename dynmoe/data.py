@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from fastcore.basics import patch
+from fastcore.basics import patch, store_attr
 from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
 from .core import bench, load_results
@@ -23,9 +23,10 @@ from .core import bench, load_results
 __all__ = ['DATASETS', 'DATA_SOURCES', 'SYNTHETIC_CLASSES', 'CIFAR10_CLASSES', 'VAL_SIZE', 'CORRUPTIONS', 'data_root', 'file_md5',
            'download_file', 'extract_archive', 'fetch', 'ensure_dataset', 'Split', 'make_synthetic', 'read_pickle',
            'read_cifar_batch', 'make_fake_cifar', 'load_cifar10', 'load_cifar100', 'load_tinyimagenet',
-           'make_fake_tinyimagenet', 'split_train_valid', 'channel_stats', 'DataSplits', 'get_dataset', 'augment_batch',
-           'FastLoader', 'bench_table', 'gaussian_kernel1d', 'blur', 'corrupt', 'corrupt_split', 'find_cifar10',
-           'sample_images', 'class_names', 'show_images', 'show_splits', 'show_corruptions', 'data_tour']
+           'make_fake_tinyimagenet', 'split_train_valid', 'channel_stats', 'normalise', 'DataSplits', 'get_dataset',
+           'augment_batch', 'FastLoader', 'bench_table', 'gaussian_kernel1d', 'blur', 'corrupt', 'corrupt_split',
+           'find_cifar10', 'sample_images', 'class_names', 'show_images', 'show_splits', 'show_corruptions',
+           'data_tour']
 
 # %% ../nbs/01_data.ipynb #2ce26832
 DATASETS = ('cifar10', 'cifar100', 'tinyimagenet', 'synthetic')
@@ -42,19 +43,23 @@ DATA_SOURCES = {  # the original archives, their published md5, and the folder e
 def _check_name(name, allowed=DATASETS):
     if name not in allowed: raise ValueError(f"unknown dataset {name!r}; expected one of {list(allowed)}")
 
+# %% ../nbs/01_data.ipynb #d567fb97
 def data_root(root:str|Path|None=None, # explicit folder; wins over everything
              )->Path:
     "The data folder: `root` if given, else `$DYNMOE_DATA`, else `data/` under the current directory."
     return Path(root if root is not None else (os.environ.get('DYNMOE_DATA') or 'data')).expanduser()
 
-# %% ../nbs/01_data.ipynb #84dbde7a
-def file_md5(path:str|Path, chunk:int=2**20)->str:
+# %% ../nbs/01_data.ipynb #425abd88
+def file_md5(path:str|Path, # file to hash
+             chunk:int=2**20, # bytes read at a time
+            )->str: # hex digest
     "The md5 hex digest of a file."
     h = hashlib.md5()
     with open(path, 'rb') as f:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/01_data.ipynb #dafff50f
 def download_file(url:str, # http(s):// or file:// URL
                   dest:str|Path, # file to write
                   md5:str|None=None, # expected md5 hex digest; a mismatch raises ValueError and keeps nothing
@@ -62,21 +67,26 @@ def download_file(url:str, # http(s):// or file:// URL
                   progress:bool=True, # show a progress bar
                  )->Path:
     "Download `url` to `dest` through a `.part` file, checking `md5`."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp, h, chunk = dest.with_name(dest.name + '.part'), hashlib.md5(), 2**20
     with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, 'wb') as f:
         total = int(r.headers.get('Content-Length') or 0)
         steps = range(max(1, -(-total // chunk)))
-        for _ in (progress_bar(steps, leave=False) if progress and total > 8*chunk else steps):  # bar only for big files
+        for _ in (progress_bar(steps, leave=False) if progress and total > 8*chunk else steps):  # bar: big files only
             if not (b := r.read(chunk)): break
-            f.write(b); h.update(b)
-        while b := r.read(chunk): f.write(b); h.update(b)  # whatever Content-Length did not announce
+            f.write(b)
+            h.update(b)
+        while b := r.read(chunk):  # whatever Content-Length did not announce
+            f.write(b)
+            h.update(b)
     if md5 is not None and h.hexdigest() != md5:
         tmp.unlink()
-        raise ValueError(f"md5 of the file downloaded from {url} is {h.hexdigest()}, expected {md5}: the download is corrupt or the file changed; nothing was kept")
+        raise ValueError(f"md5 of the file downloaded from {url} is {h.hexdigest()}, expected {md5}: "
+                         "the download is corrupt or the file changed; nothing was kept")
     return tmp.replace(dest)
 
-# %% ../nbs/01_data.ipynb #96d78b72
+# %% ../nbs/01_data.ipynb #60b5a0d1
 def extract_archive(archive:str|Path, # a .tar.gz / .tgz / .tar or .zip file
                     dest:str|Path, # folder to unpack into
                    ):
@@ -93,6 +103,7 @@ def extract_archive(archive:str|Path, # a .tar.gz / .tgz / .tar or .zip file
         with zipfile.ZipFile(archive) as zf: zf.extractall(dest)  # zipfile drops '..' and absolute parts itself
     else: raise ValueError(f"{archive} is neither a tar nor a zip archive")
 
+# %% ../nbs/01_data.ipynb #1041d2ee
 def fetch(folder:str|Path, # the dataset folder wanted, e.g. data/cifar-10-batches-py
           url:str, # where its archive is downloaded from
           md5:str|None=None, # the archive's published md5
@@ -101,10 +112,12 @@ def fetch(folder:str|Path, # the dataset folder wanted, e.g. data/cifar-10-batch
           title:str='dataset', # name used in messages
          )->Path: # `folder`, now present
     "Return `folder` if it exists (no md5 check); else download `url`, check `md5`, unpack, and return it."
-    folder = Path(folder); root = folder.parent
+    folder = Path(folder)
+    root = folder.parent
     if folder.is_dir(): return folder
     archive = root/Path(urllib.parse.urlparse(url).path).name
-    how = f"download {url} and unpack it in {root.resolve()}, or point root= / $DYNMOE_DATA at a folder that holds {folder.name}/"
+    how = (f"download {url} and unpack it in {root.resolve()}, "
+           f"or point root= / $DYNMOE_DATA at a folder that holds {folder.name}/")
     if not download: raise FileNotFoundError(f"{title} not found: no folder {folder.resolve()}. To get it, {how}.")
     if archive.is_file() and md5 is not None and file_md5(archive) != md5:
         raise ValueError(f"{archive} is there but its md5 is not {md5} (corrupt or partial): delete it and run again")
@@ -114,9 +127,11 @@ def fetch(folder:str|Path, # the dataset folder wanted, e.g. data/cifar-10-batch
             raise FileNotFoundError(f"{title} not found in {folder.resolve()}, and downloading {url} failed ({e}). "
                                     f"On a machine without network, {how}.") from e
     extract_archive(archive, root)
-    if not folder.is_dir(): raise ValueError(f"{archive} did not contain the folder {folder.name}/ (it may be a different dataset)")
+    if not folder.is_dir():
+        raise ValueError(f"{archive} did not contain the folder {folder.name}/ (it may be a different dataset)")
     return folder
 
+# %% ../nbs/01_data.ipynb #81c57dcd
 def ensure_dataset(name:str, # 'cifar10', 'cifar100' or 'tinyimagenet'
                    root:str|Path|None=None, # see `data_root`
                    download:bool=True, # allow downloading the original archive if the folder is missing
@@ -134,9 +149,11 @@ class Split:
     x: Tensor
     y: Tensor
     def __post_init__(self):
-        if self.x.dtype != torch.uint8 or self.x.ndim != 4: raise TypeError(f"x must be a (N, C, H, W) uint8 tensor, got {self.x.dtype} {tuple(self.x.shape)}")
+        if self.x.dtype != torch.uint8 or self.x.ndim != 4:
+            raise TypeError(f"x must be a (N, C, H, W) uint8 tensor, got {self.x.dtype} {tuple(self.x.shape)}")
         if self.y.dtype != torch.int64 or self.y.shape != self.x.shape[:1]:
-            raise TypeError(f"y must be an int64 tensor of shape ({len(self.x)},), got {self.y.dtype} {tuple(self.y.shape)}")
+            raise TypeError(f"y must be an int64 tensor of shape ({len(self.x)},), "
+                            f"got {self.y.dtype} {tuple(self.y.shape)}")
     def __len__(self): return len(self.y)
     def __iter__(self): return iter((self.x, self.y))
     def __getitem__(self, i): return Split(self.x[i], self.y[i])
@@ -154,24 +171,26 @@ def make_synthetic(n:int=1000, # number of images
                   )->Split:
     "A deterministic, learnable image set: class-dependent smooth colour patterns plus noise, as uint8."
     if n < 1 or n_classes < 1: raise ValueError(f"need n >= 1 and n_classes >= 1, got n={n}, n_classes={n_classes}")
-    half = 0.25 + 0.5*torch.rand(n_classes, 3, 4, 2, generator=torch.Generator().manual_seed(seed))   # colours in [0.25, 0.75]
+    g0 = torch.Generator().manual_seed(seed)
+    half = 0.25 + 0.5*torch.rand(n_classes, 3, 4, 2, generator=g0)         # (classes, 3, 4, 2) colours in [0.25, 0.75]
     pat = F.interpolate(torch.cat([half, half.flip(-1)], -1), size=(size, size), mode='bilinear', align_corners=False)
     g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, sample_seed]).generate_state(1)[0]))
     y = (torch.arange(n) % n_classes)[torch.randperm(n, generator=g)]
-    std = noise*torch.rand(n, 1, 1, 1, generator=g)                                                  # per-image difficulty
+    std = noise*torch.rand(n, 1, 1, 1, generator=g)                        # (n, 1, 1, 1) per-image difficulty
     x = pat[y]*(0.8 + 0.4*torch.rand(n, 1, 1, 1, generator=g)) + std*torch.randn(n, 3, size, size, generator=g)
     return Split(x.clamp(0, 1).mul(255).round().to(torch.uint8), y)
 
 # %% ../nbs/01_data.ipynb #a756c548
-_PICKLE_OK = {(m, n) for m in ('numpy.core.multiarray', 'numpy._core.multiarray') for n in ('_reconstruct', 'scalar')} | \
-             {('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer'),
-              ('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode')}
+_PICKLE_OK = ({(m, n) for m in ('numpy.core.multiarray', 'numpy._core.multiarray') for n in ('_reconstruct', 'scalar')}
+              | {('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer'),
+                 ('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode')})
 
 class _ArrayUnpickler(pickle.Unpickler):
     "An unpickler that builds dicts, lists, strings and NumPy arrays only."
     def find_class(self, module, name):
         if (module, name) in _PICKLE_OK: return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a dataset pickle only holds arrays, lists and strings")
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: "
+                                     "a dataset pickle only holds arrays, lists and strings")
 
 def read_pickle(path:str|Path)->dict:
     "Read a CIFAR-style pickled dict (bytes keys become str); raise a clear error if it is not one."
@@ -179,7 +198,8 @@ def read_pickle(path:str|Path)->dict:
     if not path.is_file(): raise FileNotFoundError(f"{path} not found")
     try:
         with open(path, 'rb') as f: d = _ArrayUnpickler(f, encoding='latin1').load()
-    except Exception as e: raise ValueError(f"{path} is truncated or not a dataset pickle ({type(e).__name__}: {e})") from e
+    except Exception as e:
+        raise ValueError(f"{path} is truncated or not a dataset pickle ({type(e).__name__}: {e})") from e
     if not isinstance(d, dict): raise ValueError(f"{path} holds a {type(d).__name__}, expected a dict")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
 
@@ -191,14 +211,17 @@ def read_cifar_batch(path:str|Path, # one CIFAR pickle (e.g. data_batch_1, test_
     "Images and labels of one CIFAR batch file, checked for length, dtype and label range."
     d = read_pickle(path)
     for k in ('data', label_key):
-        if k not in d: raise ValueError(f"{path} has no {k!r} entry (found {sorted(d)}); expected a CIFAR batch with 'data' and {label_key!r}")
+        if k not in d:
+            raise ValueError(f"{path} has no {k!r} entry (found {sorted(d)}); "
+                             f"expected a CIFAR batch with 'data' and {label_key!r}")
     data, y = np.asarray(d['data']), np.asarray(d[label_key])
     n = len(y)
     if y.ndim != 1 or n == 0 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{path}: {label_key!r} must be a non-empty list of ints, got shape {y.shape} dtype {y.dtype}")
     if data.dtype != np.uint8: raise ValueError(f"{path}: 'data' has dtype {data.dtype}, expected uint8")
     if data.size != n*3072:
-        raise ValueError(f"{path}: 'data' holds {data.size} values, expected {n} images x 3072 = {n*3072} (truncated or not CIFAR)")
+        raise ValueError(f"{path}: 'data' holds {data.size} values, expected {n} images x 3072 = {n*3072} "
+                         "(truncated or not CIFAR)")
     if y.min() < 0 or y.max() >= n_classes:
         raise ValueError(f"{path}: labels must lie in [0, {n_classes}), found {y.min()}..{y.max()}")
     return torch.from_numpy(data.reshape(n, 3, 32, 32).copy()), torch.from_numpy(y.astype(np.int64))
@@ -212,7 +235,8 @@ def make_fake_cifar(root:str|Path, # folder to create cifar-10-batches-py/ or ci
     "Write a small dataset in the real CIFAR-10 / CIFAR-100 pickle layout (synthetic images)."
     _check_name(name, ('cifar10', 'cifar100'))
     nc = 10 if name == 'cifar10' else 100
-    folder = Path(root)/DATA_SOURCES[name]['folder']; folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(root)/DATA_SOURCES[name]['folder']
+    folder.mkdir(parents=True, exist_ok=True)
     def dump(fn, d):
         with open(folder/fn, 'wb') as f: pickle.dump(d, f, protocol=2)
     key = 'labels' if name == 'cifar10' else 'fine_labels'
@@ -220,8 +244,11 @@ def make_fake_cifar(root:str|Path, # folder to create cifar-10-batches-py/ or ci
     for i, fn in enumerate(files):
         x, y = make_synthetic(n, n_classes=nc, seed=seed, sample_seed=i)
         dump(fn, {'data': x.reshape(n, -1).numpy(), key: y.tolist(), 'batch_label': fn})
-    if name == 'cifar10': dump('batches.meta', {'label_names': list(CIFAR10_CLASSES), 'num_cases_per_batch': n, 'num_vis': 3072})
-    else: dump('meta', {'fine_label_names': [f'class{i}' for i in range(nc)], 'coarse_label_names': [f'super{i}' for i in range(20)]})
+    if name == 'cifar10':
+        dump('batches.meta', {'label_names': list(CIFAR10_CLASSES), 'num_cases_per_batch': n, 'num_vis': 3072})
+    else:
+        dump('meta', {'fine_label_names': [f'class{i}' for i in range(nc)],
+                      'coarse_label_names': [f'super{i}' for i in range(20)]})
     return folder
 
 # %% ../nbs/01_data.ipynb #d4143679
@@ -229,7 +256,8 @@ CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog
 
 def _need_files(folder, names, what):
     missing = [n for n in names if not (folder/n).exists()]
-    if missing: raise FileNotFoundError(f"{folder} is not a complete {what} folder: missing {missing} (expected {names})")
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a complete {what} folder: missing {missing} (expected {names})")
 
 def load_cifar10(root:str|Path|None=None, # see `data_root`
                  download:bool=True, # download the original archive if the folder is missing
@@ -244,6 +272,7 @@ def load_cifar10(root:str|Path|None=None, # see `data_root`
     train = Split(torch.cat([x for x, _ in tr]), torch.cat([y for _, y in tr]))
     return train, Split(*read_cifar_batch(folder/'test_batch')), classes
 
+# %% ../nbs/01_data.ipynb #fa2875f7
 def load_cifar100(root:str|Path|None=None, # see `data_root`
                   download:bool=True, # download the original archive if the folder is missing
                  )->tuple[Split,Split,list]: # train (50,000), test (10,000), the 100 fine class names
@@ -255,8 +284,9 @@ def load_cifar100(root:str|Path|None=None, # see `data_root`
     rd = lambda fn: Split(*read_cifar_batch(folder/fn, 'fine_labels', 100))
     return rd('train'), rd('test'), classes
 
-# %% ../nbs/01_data.ipynb #0f09036d
+# %% ../nbs/01_data.ipynb #ba6e841a
 def _read_rgb(path:Path, size:int)->np.ndarray:
+    "One image file as a (size, size, 3) uint8 RGB array."
     from PIL import Image
     try:
         with Image.open(path) as im: a = np.asarray(im.convert('RGB'))
@@ -265,8 +295,44 @@ def _read_rgb(path:Path, size:int)->np.ndarray:
     return a
 
 def _read_images(paths:list, size:int)->Tensor:
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as ex: arrs = list(ex.map(lambda p: _read_rgb(p, size), paths, chunksize=256))
+    "Decode image files on a thread pool into one (N, 3, size, size) uint8 tensor."
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as ex:
+        arrs = list(ex.map(lambda p: _read_rgb(p, size), paths, chunksize=256))
     return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()  # (N, 3, size, size)
+
+# %% ../nbs/01_data.ipynb #30029e63
+def _tiny_train(folder:Path, wnids:list, cls:dict)->tuple[list,list]:
+    "Training image paths and labels, class by class."
+    paths, ys = [], []
+    for w in wnids:
+        fs = sorted((folder/'train'/w/'images').glob('*.JPEG'))
+        if not fs:
+            raise FileNotFoundError(f"no training images in {folder/'train'/w/'images'} "
+                                    "(every wnid in wnids.txt needs some)")
+        paths += fs
+        ys += [cls[w]]*len(fs)
+    return paths, ys
+
+def _tiny_val(folder:Path, cls:dict)->tuple[list,list]:
+    "The official val image paths and labels, from val_annotations.txt."
+    ann = folder/'val/val_annotations.txt'
+    paths, ys = [], []
+    for ln, line in enumerate(ann.read_text().splitlines(), 1):
+        if not line.strip(): continue
+        parts = line.split('\t')
+        if len(parts) < 2 or parts[1] not in cls:
+            raise ValueError(f"{ann} line {ln}: expected 'file<TAB>wnid...' with a wnid from wnids.txt, got {line!r}")
+        p = folder/'val'/'images'/parts[0]
+        if not p.is_file(): raise FileNotFoundError(f"{p} is listed in val_annotations.txt but missing")
+        paths.append(p)
+        ys.append(cls[parts[1]])
+    return paths, ys
+
+def _tiny_names(folder:Path, wnids:list)->list:
+    "Readable class names from words.txt (first synonym), else the wnids themselves."
+    if not (folder/'words.txt').is_file(): return wnids
+    words = dict(l.split('\t', 1) for l in (folder/'words.txt').read_text().splitlines() if '\t' in l)
+    return [words.get(w, w).split(',')[0].strip() for w in wnids]
 
 def load_tinyimagenet(root:str|Path|None=None, # see `data_root`
                       download:bool=True, # download the original archive if the folder is missing
@@ -277,25 +343,10 @@ def load_tinyimagenet(root:str|Path|None=None, # see `data_root`
     _need_files(folder, ['wnids.txt', 'train', 'val/images', 'val/val_annotations.txt'], 'Tiny-ImageNet')
     wnids = (folder/'wnids.txt').read_text().split()
     cls = {w: i for i, w in enumerate(wnids)}
-    paths, ys = [], []
-    for w in wnids:
-        fs = sorted((folder/'train'/w/'images').glob('*.JPEG'))
-        if not fs: raise FileNotFoundError(f"no training images in {folder/'train'/w/'images'} (every wnid in wnids.txt needs some)")
-        paths += fs; ys += [cls[w]]*len(fs)
-    vpaths, vys = [], []
-    for ln, line in enumerate((folder/'val/val_annotations.txt').read_text().splitlines(), 1):
-        if not line.strip(): continue
-        parts = line.split('\t')
-        if len(parts) < 2 or parts[1] not in cls:
-            raise ValueError(f"{folder/'val/val_annotations.txt'} line {ln}: expected 'file<TAB>wnid...' with a wnid from wnids.txt, got {line!r}")
-        p = folder/'val'/'images'/parts[0]
-        if not p.is_file(): raise FileNotFoundError(f"{p} is listed in val_annotations.txt but missing")
-        vpaths.append(p); vys.append(cls[parts[1]])
-    names = wnids
-    if (folder/'words.txt').is_file():
-        words = dict(l.split('\t', 1) for l in (folder/'words.txt').read_text().splitlines() if '\t' in l)
-        names = [words.get(w, w).split(',')[0].strip() for w in wnids]
-    return (Split(_read_images(paths, size), torch.tensor(ys)), Split(_read_images(vpaths, size), torch.tensor(vys)), names)
+    (paths, ys), (vpaths, vys) = _tiny_train(folder, wnids, cls), _tiny_val(folder, cls)
+    train = Split(_read_images(paths, size), torch.tensor(ys))
+    test = Split(_read_images(vpaths, size), torch.tensor(vys))
+    return train, test, _tiny_names(folder, wnids)
 
 # %% ../nbs/01_data.ipynb #dea5d0d1
 def make_fake_tinyimagenet(root:str|Path, # folder to create tiny-imagenet-200/ in
@@ -316,12 +367,14 @@ def make_fake_tinyimagenet(root:str|Path, # folder to create tiny-imagenet-200/ 
     for k, (img, c) in enumerate(zip(x.permute(0, 2, 3, 1).numpy(), y.tolist())):
         im = Image.fromarray(img)
         if k == 0: im = im.convert('L')  # Tiny-ImageNet has a few greyscale JPEGs
-        w, j = wnids[c], seen[c]; seen[c] += 1
+        w, j = wnids[c], seen[c]
+        seen[c] += 1
         if j < n_train:
             (folder/'train'/w/'images').mkdir(parents=True, exist_ok=True)
             im.save(folder/'train'/w/'images'/f'{w}_{j}.JPEG', quality=95)
         else:
-            im.save(folder/'val'/'images'/f'val_{k}.JPEG', quality=95); ann.append(f'val_{k}.JPEG\t{w}\t0\t0\t{size-1}\t{size-1}')
+            im.save(folder/'val'/'images'/f'val_{k}.JPEG', quality=95)
+            ann.append(f'val_{k}.JPEG\t{w}\t0\t0\t{size-1}\t{size-1}')
     (folder/'val'/'val_annotations.txt').write_text('\n'.join(ann) + '\n')
     return folder
 
@@ -353,8 +406,27 @@ def channel_stats(x:Tensor, # (N, C, H, W) uint8 images
     ms, ss = [], []
     for c in range(x.shape[1]):
         h = torch.bincount(x[:, c].reshape(-1), minlength=256).double()
-        m = (h*v).sum()/h.sum(); ms.append(m.item()); ss.append(((h*(v - m)**2).sum()/h.sum()).sqrt().item())
+        m = (h*v).sum()/h.sum()
+        ms.append(m.item())
+        ss.append(((h*(v - m)**2).sum()/h.sum()).sqrt().item())
     return tuple(ms), tuple(ss)
+
+# %% ../nbs/01_data.ipynb #33b30dd2
+def normalise(x:Tensor, # (N, C, H, W) uint8 images
+              mean:tuple|Tensor, # (C,) per-channel mean of [0, 1] pixels
+              std:tuple|Tensor, # (C,) per-channel standard deviation of [0, 1] pixels
+             )->Tensor: # (N, C, H, W) float32, channels-last
+    "uint8 images to float32 `(x/255 - mean)/std`, channels-last in memory."
+    if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.ndim != 4:
+        got = f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}"
+        raise TypeError(f"normalise expects (N, C, H, W) uint8 images, got {got}")
+    C = x.shape[1]
+    m, s = (torch.as_tensor(v, dtype=torch.float32, device=x.device) for v in (mean, std))
+    if m.shape != (C,) or s.shape != (C,):
+        raise ValueError(f"mean and std need {C} values (one per channel), "
+                         f"got shapes {tuple(m.shape)} and {tuple(s.shape)}")
+    m, s = m.view(1, C, 1, 1), s.view(1, C, 1, 1)
+    return ((x.float() / 255 - m) / s).contiguous(memory_format=torch.channels_last)
 
 # %% ../nbs/01_data.ipynb #9ba3ed58
 VAL_SIZE = dict(cifar10=5000, cifar100=5000, tinyimagenet=5000, synthetic=500)  # default validation images
@@ -375,6 +447,7 @@ class DataSplits:
         return (f"DataSplits({self.name}: train {len(self.train)}, valid {len(self.valid)}, test {len(self.test)}, "
                 f"{len(self.classes)} classes, {h}x{w}, from {self.source})")
 
+# %% ../nbs/01_data.ipynb #f7377de2
 def get_dataset(name:str, # 'cifar10', 'cifar100', 'tinyimagenet' or 'synthetic'
                 root:str|Path|None=None, # data folder (default `$DYNMOE_DATA`, else data/)
                 val_size:int|None=None, # training images held out for validation (default `VAL_SIZE[name]`)
@@ -384,7 +457,8 @@ def get_dataset(name:str, # 'cifar10', 'cifar100', 'tinyimagenet' or 'synthetic'
     "Load dataset `name` as train / valid / test uint8 splits with class names and normalisation stats."
     _check_name(name)
     if name == 'synthetic':
-        train, test, classes, src = make_synthetic(5000), make_synthetic(1000, sample_seed=1), list(SYNTHETIC_CLASSES), 'synthetic'
+        train, test = make_synthetic(5000), make_synthetic(1000, sample_seed=1)
+        classes, src = list(SYNTHETIC_CLASSES), 'synthetic'
     else:
         load = dict(cifar10=load_cifar10, cifar100=load_cifar100, tinyimagenet=load_tinyimagenet)[name]
         train, test, classes = load(root, download)
@@ -399,6 +473,11 @@ def _reflect(i:Tensor, n:int)->Tensor:
     i = i.abs()
     return torch.where(i >= n, 2*(n - 1) - i, i)
 
+def _check_pad_mode(pad_mode:str):
+    "Refuse a padding mode the crop does not know."
+    if pad_mode not in ('reflect', 'zeros'):
+        raise ValueError(f"pad_mode must be 'reflect' or 'zeros', got {pad_mode!r}")
+
 def augment_batch(x:Tensor, # (N, C, H, W) uint8 images, ideally channels-last in memory (else copied)
                   idx:Tensor, # (B,) int64 images of the batch
                   shift:Tensor|None=None, # (B, 2) int64 (dy, dx) translations in [-pad, pad]; None: no crop
@@ -409,8 +488,9 @@ def augment_batch(x:Tensor, # (N, C, H, W) uint8 images, ideally channels-last i
                   dtype:torch.dtype=torch.float32, # output dtype
                  )->Tensor: # (B, C, H, W) `dtype`, channels-last
     "Crop (by shift), flip and normalise a batch with one gather and one multiply-add."
-    if pad_mode not in ('reflect', 'zeros'): raise ValueError(f"pad_mode must be 'reflect' or 'zeros', got {pad_mode!r}")
-    N, C, H, W = x.shape; B = len(idx); dev = x.device
+    _check_pad_mode(pad_mode)
+    N, C, H, W = x.shape
+    B, dev = len(idx), x.device
     it = torch.int32 if N*H*W < 2**31 else torch.int64                # int32 indices: half the index traffic
     pix = x.permute(0, 2, 3, 1).contiguous().view(-1, C)               # (N*H*W, C): a no-op view if x is channels-last
     rows, cols = torch.arange(H, device=dev).expand(B, H), torch.arange(W, device=dev).expand(B, W)
@@ -426,11 +506,25 @@ def augment_batch(x:Tensor, # (N, C, H, W) uint8 images, ideally channels-last i
     xb = pix.index_select(0, flat).view(B, H*W*C)                      # (B, H*W*C) uint8, i.e. NHWC
     if zeros: xb = xb.masked_fill(~inside[..., None].expand(B, H, W, C).reshape(B, -1), 0)
     out = xb.float()
-    if scale is not None: out = out.mul_(scale.float().repeat(H*W)).add_(bias.float().repeat(H*W))  # contiguous (H*W*C,) patterns: vectorised
+    if scale is not None:  # scale and bias as contiguous (H*W*C,) patterns: the multiply-add vectorises
+        out = out.mul_(scale.float().repeat(H*W)).add_(bias.float().repeat(H*W))
     return out.to(dtype).view(B, H, W, C).permute(0, 3, 1, 2)         # (B, C, H, W) view, channels-last
 
 # %% ../nbs/01_data.ipynb #2ca19844
 def _seed(*ks)->int: return int(np.random.SeedSequence(list(ks)).generate_state(1)[0])
+
+def _check_loader(x, y, batch_size, mean, std, pad, pad_mode, rank, world_size):
+    "Refuse `FastLoader` arguments that cannot work, saying which and why."
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise TypeError(f"x must be a (N, C, H, W) uint8 tensor, got {x.dtype} {tuple(x.shape)}")
+    if y.shape != x.shape[:1]: raise ValueError(f"y must have shape ({len(x)},), got {tuple(y.shape)}")
+    if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    if not 0 <= pad < min(x.shape[2:]): raise ValueError(f"pad must be in [0, {min(x.shape[2:])}), got {pad}")
+    if len(mean) != x.shape[1] or len(std) != x.shape[1]:
+        raise ValueError(f"mean and std need {x.shape[1]} values (one per channel)")
+    _check_pad_mode(pad_mode)
 
 class FastLoader:
     "Batches of a uint8 image split held on `device`, augmented and normalised with batched tensor ops."
@@ -451,20 +545,14 @@ class FastLoader:
                  rank:int=0, # this process's rank for DDP
                  world_size:int=1, # number of DDP processes
                 ):
-        if x.dtype != torch.uint8 or x.ndim != 4: raise TypeError(f"x must be a (N, C, H, W) uint8 tensor, got {x.dtype} {tuple(x.shape)}")
-        if y.shape != x.shape[:1]: raise ValueError(f"y must have shape ({len(x)},), got {tuple(y.shape)}")
-        if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 <= rank < world_size: raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if not 0 <= pad < min(x.shape[2:]): raise ValueError(f"pad must be in [0, {min(x.shape[2:])}), got {pad}")
-        if len(mean) != x.shape[1] or len(std) != x.shape[1]: raise ValueError(f"mean and std need {x.shape[1]} values (one per channel)")
-        if pad_mode not in ('reflect', 'zeros'): raise ValueError(f"pad_mode must be 'reflect' or 'zeros', got {pad_mode!r}")
+        _check_loader(x, y, batch_size, mean, std, pad, pad_mode, rank, world_size)
+        store_attr('train,pad,pad_mode,flip,dtype,seed,rank,world_size')
         self.device = torch.device(device) if device is not None else x.device
         self.x = x.to(self.device).contiguous(memory_format=torch.channels_last)    # (N, C, H, W), stored NHWC
         self.y = y.to(self.device, torch.int64)
-        self.bs, self.train, self.pad, self.pad_mode, self.flip, self.dtype = batch_size, train, pad, pad_mode, flip, dtype
+        self.bs, self.epoch = batch_size, 0
         self.shuffle = train if shuffle is None else shuffle
         self.drop_last = train if drop_last is None else drop_last
-        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
         std_t = torch.tensor(std, dtype=torch.float32, device=self.device)
         self.scale, self.bias = 1/(255*std_t), -torch.tensor(mean, dtype=torch.float32, device=self.device)/std_t
 
@@ -482,10 +570,11 @@ class FastLoader:
         self.epoch = epoch
 
     def order(self, epoch:int)->Tensor:
-        "Indices this rank visits in `epoch`: its slice of the epoch's shared permutation, or its chunk of the fixed order."
+        "Indices this rank visits in `epoch`: its slice of the shared permutation, or its chunk of the fixed order."
         N, ws, r = len(self.y), self.world_size, self.rank
         if self.shuffle:
-            perm = torch.randperm(N, generator=torch.Generator().manual_seed(_seed(self.seed, epoch)))  # same on every rank
+            g = torch.Generator().manual_seed(_seed(self.seed, epoch))
+            perm = torch.randperm(N, generator=g)  # (N,) the same on every rank
             n = N//ws
             return perm[r*n:(r + 1)*n]
         start = r*(N//ws) + min(r, N % ws)
@@ -498,7 +587,8 @@ class FastLoader:
         for k in range(len(self)):
             idx = order[k*self.bs:(k + 1)*self.bs]
             shift = flip = None
-            if self.train and self.pad: shift = torch.randint(-self.pad, self.pad + 1, (len(idx), 2), generator=g, device=self.device)
+            if self.train and self.pad:
+                shift = torch.randint(-self.pad, self.pad + 1, (len(idx), 2), generator=g, device=self.device)
             if self.train and self.flip: flip = torch.rand(len(idx), generator=g, device=self.device) < 0.5
             yield augment_batch(self.x, idx, shift, flip, self.scale, self.bias, self.pad_mode, self.dtype), self.y[idx]
 
@@ -523,7 +613,8 @@ def loaders(self:DataSplits,
 def bench_table(path:str|Path, # a results file written by benchmarks/bench_data.py
                )->str: # a markdown table of median images/s
     "The data-pipeline benchmark as a markdown table (median images/s per variant, dtype and batch size)."
-    doc = load_results(path); r, m = doc['results'], doc['meta']
+    doc = load_results(path)
+    r, m = doc['results'], doc['meta']
     rows = {'FastLoader (the whole training pipeline)': r['pipeline']} | r['variants']
     cols = list(r['pipeline'])
     extra = r.get('extra_bytes', {})
@@ -532,10 +623,11 @@ def bench_table(path:str|Path, # a results file written by benchmarks/bench_data
         mb = f"{extra[v]/2**20:,.0f} MiB" if v in extra else ''
         lines.append(f"| {v} | " + ' | '.join(f"{d[c]['median_img_per_s']:,.0f}" for c in cols) + f" | {mb} |")
     la = ', '.join(f'{v:.2f}' for v in m.get('loadavg_before', [])[:1] + m.get('loadavg_after', [])[:1])
-    return '\n'.join(lines) + (f"\n\nmedian images/s; `{m['command']}` at commit {m['git_commit']}, {r['threads']} threads on a "
-                               f"{m['machine']['cpu_count']}-core {m['machine']['cpu']} machine, load average before/after {la}")
+    foot = (f"median images/s; `{m['command']}` at commit {m['git_commit']}, {r['threads']} threads on a "
+            f"{m['machine']['cpu_count']}-core {m['machine']['cpu']} machine, load average before/after {la}")
+    return '\n'.join(lines) + '\n\n' + foot
 
-# %% ../nbs/01_data.ipynb #5a0211b1
+# %% ../nbs/01_data.ipynb #a800b2c3
 CORRUPTIONS = {'gaussian_blur': (0.4, 0.6, 0.7, 0.8, 1.0),        # blur sigma in pixels, severities 1-5
                'gaussian_noise': (0.04, 0.06, 0.08, 0.09, 0.10)}  # noise std on [0, 1] images, severities 1-5
 
@@ -547,14 +639,20 @@ def gaussian_kernel1d(sigma:float, # standard deviation in pixels
     k = torch.exp(-0.5*(torch.arange(-r, r + 1, dtype=torch.float64)/sigma)**2)
     return k/k.sum()
 
+# %% ../nbs/01_data.ipynb #c69f5781
 def blur(x:Tensor, # (N, C, H, W) float images
          sigma:float, # blur std in pixels
         )->Tensor: # same shape, blurred
     "Gaussian blur as two depthwise 1-d convolutions, replicate ('nearest') border."
-    C = x.shape[1]; k = gaussian_kernel1d(sigma).to(x); r = len(k)//2
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode='replicate'), k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)  # along W
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode='replicate'), k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)  # along H
+    C = x.shape[1]
+    k = gaussian_kernel1d(sigma).to(x)                                          # (2r+1,)
+    r = len(k)//2
+    x = F.pad(x, (r, r, 0, 0), mode='replicate')                                # along W
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
+    x = F.pad(x, (0, 0, r, r), mode='replicate')                                # along H
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
 
+# %% ../nbs/01_data.ipynb #40153b6e
 def corrupt(x:Tensor, # (N, C, H, W) uint8 images
             kind:str, # 'gaussian_noise' or 'gaussian_blur'
             severity:int, # 0 (clean) to 5
@@ -564,29 +662,38 @@ def corrupt(x:Tensor, # (N, C, H, W) uint8 images
     "A CIFAR-10-C corruption of `x` at `severity` (Hendrycks & Dietterich 2019), as uint8."
     if kind not in CORRUPTIONS: raise ValueError(f"unknown corruption {kind!r}; expected one of {list(CORRUPTIONS)}")
     if severity not in range(6): raise ValueError(f"severity must be an int in 0..5, got {severity!r}")
-    if x.dtype != torch.uint8 or x.ndim != 4: raise TypeError(f"x must be a (N, C, H, W) uint8 tensor, got {x.dtype} {tuple(x.shape)}")
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise TypeError(f"x must be a (N, C, H, W) uint8 tensor, got {x.dtype} {tuple(x.shape)}")
     if severity == 0: return x.clone()
     c = CORRUPTIONS[kind][severity - 1]
     g = torch.Generator().manual_seed(_seed(seed, severity, list(CORRUPTIONS).index(kind)))
     out = torch.empty_like(x)
     for i in range(0, len(x), chunk):
         xf = x[i:i+chunk].float()/255
-        if kind == 'gaussian_noise': xf = xf + c*torch.randn(xf.shape, generator=g).to(x.device)  # drawn on CPU: same on any device
+        if kind == 'gaussian_noise':  # noise drawn on the CPU: the same images on any device
+            xf = xf + c*torch.randn(xf.shape, generator=g).to(x.device)
         else: xf = blur(xf, c)
         out[i:i+chunk] = xf.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
     return out
 
+# %% ../nbs/01_data.ipynb #89786a51
 def corrupt_split(split:Split, kind:str, severity:int, seed:int=0)->Split:
     "`split` with its images corrupted by `corrupt` (labels unchanged)."
     return Split(corrupt(split.x, kind, severity, seed), split.y)
 
-# %% ../nbs/01_data.ipynb #8f340074
+# %% ../nbs/01_data.ipynb #6d3c886d
 def find_cifar10(root:str|Path|None=None, # checked first
                 )->Path|None: # the data root holding cifar-10-batches-py/, or None
-    "The first of root, $DYNMOE_DATA, data/, ../shared/data, ../../shared/data that holds cifar-10-batches-py/."
-    for c in (root, os.environ.get('DYNMOE_DATA'), 'data', '../shared/data', '../../shared/data'):
+    "The first of root, $DYNMOE_DATA, data/ that holds cifar-10-batches-py/."
+    for c in (root, os.environ.get('DYNMOE_DATA'), 'data'):
         if c and (Path(c).expanduser()/'cifar-10-batches-py').is_dir(): return Path(c).expanduser()
     return None
+
+# %% ../nbs/01_data.ipynb #6b77e9f1
+def _pick(s:Split, n:int, seed:int, split:str='')->Split:
+    "`n` images of `s` drawn without replacement, fixed by `seed`."
+    if not 1 <= n <= len(s): raise ValueError(f"n must be in [1, {len(s)}] for the {split} split, got {n}")
+    return s[torch.randperm(len(s), generator=torch.Generator().manual_seed(seed))[:n]]
 
 def sample_images(n:int=64, # number of images
                   split:str='test', # 'train', 'valid' or 'test' (as carved by `get_dataset`, seed 0)
@@ -594,24 +701,23 @@ def sample_images(n:int=64, # number of images
                   seed:int=0, # which images
                  )->tuple[Tensor,Tensor,str]: # images (n, 3, 32, 32) uint8, labels (n,), source
     "`n` real CIFAR-10 images if a CIFAR-10 folder is found, else synthetic ones; `source` says which."
-    if split not in ('train', 'valid', 'test'): raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
+    if split not in ('train', 'valid', 'test'):
+        raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
     r = find_cifar10(root)
     if r is None: s, src = getattr(get_dataset('synthetic'), split), 'synthetic'
     else:
         folder = r/'cifar-10-batches-py'
-        s = Split(*read_cifar_batch(folder/'test_batch')) if split == 'test' else getattr(get_dataset('cifar10', r, download=False), split)
+        if split == 'test': s = Split(*read_cifar_batch(folder/'test_batch'))
+        else: s = getattr(get_dataset('cifar10', r, download=False), split)
         src = f'cifar10:{folder.resolve()}'
     return (*_pick(s, n, seed, split), src)
 
-def _pick(s:Split, n:int, seed:int, split:str='')->Split:
-    if not 1 <= n <= len(s): raise ValueError(f"n must be in [1, {len(s)}] for the {split} split, got {n}")
-    return s[torch.randperm(len(s), generator=torch.Generator().manual_seed(seed))[:n]]
-
+# %% ../nbs/01_data.ipynb #8f172187
 def class_names(source:str)->tuple:
     "The class names for labels from `sample_images`, given its `source`."
     return CIFAR10_CLASSES if source.startswith('cifar10') else SYNTHETIC_CLASSES
 
-# %% ../nbs/01_data.ipynb #025cceb8
+# %% ../nbs/01_data.ipynb #50dfe3f9
 def show_images(x:Tensor, # (n, 3, H, W) uint8 images
                 labels:Tensor|None=None, # (n,) int labels, shown as titles
                 classes:tuple|list|None=None, # names for the labels
@@ -620,15 +726,22 @@ def show_images(x:Tensor, # (n, 3, H, W) uint8 images
                ):
     "Draw images (with class names) in a row of matplotlib axes; returns the axes."
     import matplotlib.pyplot as plt
-    if axs is None: _, axs = plt.subplots(1, len(x), figsize=(size*len(x), size*1.25), squeeze=False); axs = axs[0]
+    if axs is None:
+        _, axs = plt.subplots(1, len(x), figsize=(size*len(x), size*1.25), squeeze=False)
+        axs = axs[0]
     for k, ax in enumerate(axs):
-        ax.set_xticks([]); ax.set_yticks([])
-        if k >= len(x): ax.axis('off'); continue
-        ax.imshow(x[k].permute(1, 2, 0).cpu().numpy())
-        if labels is not None:
-            l = int(labels[k]); ax.set_title(classes[l] if classes is not None else str(l), fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= len(x):
+            ax.axis('off')
+            continue
+        ax.imshow(x[k].permute(1, 2, 0).cpu().numpy())                 # (H, W, 3)
+        if labels is None: continue
+        l = int(labels[k])
+        ax.set_title(classes[l] if classes is not None else str(l), fontsize=7)
     return axs
 
+# %% ../nbs/01_data.ipynb #f2603245
 def show_splits(n:int=8, # images per split
                 root=None, # where `sample_images` looks first
                 seed:int=0, # which images
@@ -640,14 +753,23 @@ def show_splits(n:int=8, # images per split
     fig = fig or plt.figure(figsize=(1.2*n, 4.4))
     axs = fig.subplots(3, n, squeeze=False)
     for row, split in zip(axs, ('train', 'valid', 'test')):
-        if ds is None: x, y, src = sample_images(n, split, root, seed); classes = class_names(src)
+        if ds is None:
+            x, y, src = sample_images(n, split, root, seed)
+            classes = class_names(src)
         else: (x, y), classes = _pick(getattr(ds, split), n, seed, split), ds.classes
-        show_images(x, y, classes, row); row[0].set_ylabel(split, fontsize=9)
-    title = DATA_SOURCES.get(ds.name, {}).get('title', ds.name) if ds is not None else 'CIFAR-10' if src.startswith('cifar10') else 'synthetic data (no CIFAR-10 found)'
+        show_images(x, y, classes, row)
+        row[0].set_ylabel(split, fontsize=9)
+    if ds is not None: title = DATA_SOURCES.get(ds.name, {}).get('title', ds.name)
+    else: title = 'CIFAR-10' if src.startswith('cifar10') else 'synthetic data (no CIFAR-10 found)'
     fig.suptitle(f"{title}: train / valid / test", fontsize=10)
     return fig
 
-def show_corruptions(n:int=2, root=None, seed:int=0, fig=None):
+# %% ../nbs/01_data.ipynb #bd8a341a
+def show_corruptions(n:int=2, # test images per corruption
+                     root=None, # where `sample_images` looks first
+                     seed:int=0, # which images (and which noise)
+                     fig=None, # a matplotlib figure or subfigure to draw in
+                    ):
     "A figure of `n` test images per corruption (rows) at severities 0-5 (columns)."
     import matplotlib.pyplot as plt
     x, y, src = sample_images(n, 'test', root, seed)
@@ -665,6 +787,23 @@ def show_corruptions(n:int=2, root=None, seed:int=0, fig=None):
     return fig
 
 # %% ../nbs/01_data.ipynb #c92944e3
+def _print_counts(ds:DataSplits):
+    "Per-class image counts of each split, and the normalisation statistics."
+    print(f"{'class':>12} " + ' '.join(f'{s:>6}' for s in ('train', 'valid', 'test')))
+    cnt = [torch.bincount(s.y, minlength=len(ds.classes)).tolist() for s in (ds.train, ds.valid, ds.test)]
+    for c, name in enumerate(ds.classes): print(f'{name:>12} ' + ' '.join(f'{k[c]:>6}' for k in cnt))
+    print(f"mean {tuple(round(m, 4) for m in ds.mean)}, std {tuple(round(s, 4) for s in ds.std)} "
+          "(training split, [0, 1] pixels)")
+
+def _print_speed(ds:DataSplits, batch_size:int):
+    "Images per second of the training pipeline, in float32 and bfloat16."
+    for dt in (torch.float32, torch.bfloat16):
+        dl = FastLoader(*ds.train, batch_size, dtype=dt)
+        def run(k=10): return sum(len(yb) for _, (_, yb) in zip(range(k), dl))
+        n_img, r = run(), bench(run, n=5, warmup=1)
+        print(f"training pipeline (crop + flip + normalise, {str(dt)[6:]}, batch {batch_size}, "
+              f"{torch.get_num_threads()} threads): {n_img/r['median_s']:,.0f} images/s (median of 5)")
+
 @call_parse
 def data_tour(data_dir:str='data', # folder holding (or to receive) cifar-10-batches-py/
               out:str='data/results/data_tour.png', # image file for the figures
@@ -674,18 +813,13 @@ def data_tour(data_dir:str='data', # folder holding (or to receive) cifar-10-bat
     import matplotlib.pyplot as plt
     ds = get_dataset('cifar10', data_dir)
     print(ds)
-    print(f"{'class':>12} " + ' '.join(f'{s:>6}' for s in ('train', 'valid', 'test')))
-    cnt = [torch.bincount(s.y, minlength=len(ds.classes)).tolist() for s in (ds.train, ds.valid, ds.test)]
-    for c, name in enumerate(ds.classes): print(f'{name:>12} ' + ' '.join(f'{k[c]:>6}' for k in cnt))
-    print(f"mean {tuple(round(m, 4) for m in ds.mean)}, std {tuple(round(s, 4) for s in ds.std)} (training split, [0, 1] pixels)")
-    for dt in (torch.float32, torch.bfloat16):
-        dl = FastLoader(*ds.train, batch_size, dtype=dt)
-        def run(k=10): return sum(len(yb) for _, (_, yb) in zip(range(k), dl))
-        n_img, r = run(), bench(run, n=5, warmup=1)
-        print(f"training pipeline (crop + flip + normalise, {str(dt)[6:]}, batch {batch_size}, {torch.get_num_threads()} threads): "
-              f"{n_img/r['median_s']:,.0f} images/s (median of 5)")
+    _print_counts(ds)
+    _print_speed(ds, batch_size)
     fig = plt.figure(figsize=(10, 10), layout='constrained')
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
-    show_splits(8, fig=top, ds=ds); show_corruptions(2, data_dir, fig=bottom)
-    Path(out).parent.mkdir(parents=True, exist_ok=True); fig.savefig(out, dpi=120); plt.close(fig)
+    show_splits(8, fig=top, ds=ds)
+    show_corruptions(2, data_dir, fig=bottom)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
     print(f'figures saved to {out}')

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
 from .data import CORRUPTIONS, corrupt
-from .evaluation import ExitOutputs, collect, simulate, expert_usage, resolve_thresholds, top1_pct, describe, _jsonable
+from .evaluation import (ExitOutputs, collect, simulate, expert_usage, resolve_thresholds, top1_pct, describe,
+                               _jsonable)
 from .models import DynNet
 
 # %% auto #0
@@ -21,10 +22,12 @@ __all__ = ['KIND_NAMES', 'spearman', 'association', 'final_difficulty', 'earline
            'summarise_difficulty', 'plot_exit_vs_severity', 'plot_severity_experts', 'plot_class_experts',
            'plot_exit_extremes']
 
-# %% ../nbs/10_difficulty.ipynb #d4b5655a
+# %% ../nbs/10_difficulty.ipynb #7899158b
 def _scipy_stats():
+    "scipy.stats, or an ImportError that says how to get it."
     try: from scipy import stats
-    except ImportError as e: raise ImportError("dynmoe.difficulty needs SciPy for its statistics: pip install scipy") from e
+    except ImportError as e:
+        raise ImportError("dynmoe.difficulty needs SciPy for its statistics: pip install scipy") from e
     return stats
 
 def spearman(a, # (n,) numbers
@@ -32,55 +35,152 @@ def spearman(a, # (n,) numbers
             )->dict: # rho, p_value (None if either variable is constant), n
     "Spearman's rank correlation of two variables, with its two-sided p-value."
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    if a.shape != b.shape: raise ValueError(f"spearman needs two variables of the same length, got {a.shape[0]} and {b.shape[0]}")
+    if a.shape != b.shape:
+        raise ValueError(f"spearman needs two variables of the same length, got {a.shape[0]} and {b.shape[0]}")
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0: return dict(rho=None, p_value=None, n=len(a))
     r = _scipy_stats().spearmanr(a, b)
     return dict(rho=float(r.statistic), p_value=float(r.pvalue), n=len(a))
 
+# %% ../nbs/10_difficulty.ipynb #0214cc0a
 def association(a, # (n,) category of each sample (ints)
                 b, # (n,) another category of each sample (ints)
                )->dict: # cramers_v in [0, 1], chi2, dof, p_value (None when the table has one row or column), n
     "Cramér's V and the chi-square test of independence of two categorical variables."
     a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
-    if a.shape != b.shape: raise ValueError(f"association needs two variables of the same length, got {a.shape[0]} and {b.shape[0]}")
-    _, ai = np.unique(a, return_inverse=True); _, bi = np.unique(b, return_inverse=True)
-    table = np.zeros((ai.max(initial=-1) + 1, bi.max(initial=-1) + 1)); np.add.at(table, (ai, bi), 1)
-    none = dict(cramers_v=None, chi2=None, dof=None, p_value=None, n=len(a))
-    if min(table.shape) < 2: return none
+    if a.shape != b.shape:
+        raise ValueError(f"association needs two variables of the same length, got {a.shape[0]} and {b.shape[0]}")
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    table = np.zeros((ai.max(initial=-1) + 1, bi.max(initial=-1) + 1))     # (categories of a, categories of b)
+    np.add.at(table, (ai, bi), 1)
+    if min(table.shape) < 2: return dict(cramers_v=None, chi2=None, dof=None, p_value=None, n=len(a))
     chi2, p, dof, _ = _scipy_stats().chi2_contingency(table, correction=False)
-    return dict(cramers_v=float(math.sqrt(chi2 / (len(a) * (min(table.shape) - 1)))), chi2=float(chi2), dof=int(dof), p_value=float(p), n=len(a))
+    v = math.sqrt(chi2 / (len(a) * (min(table.shape) - 1)))
+    return dict(cramers_v=float(v), chi2=float(chi2), dof=int(dof), p_value=float(p), n=len(a))
 
-# %% ../nbs/10_difficulty.ipynb #785fb520
-def final_difficulty(o:ExitOutputs)->tuple[Tensor,Tensor]: # (N,) final-exit cross-entropy (nats); (N,) top-1 minus top-2 probability
+# %% ../nbs/10_difficulty.ipynb #ddb32c11
+def final_difficulty(o:ExitOutputs, # `collect`'s outputs, with labels
+                    )->tuple[Tensor,Tensor]: # (N,) final-exit cross-entropy (nats); (N,) top-1 minus top-2 probability
     "Loss and margin of the final classifier on every image: how hard the whole network finds it."
     if o.y is None: raise ValueError("final_difficulty needs labels: collect the outputs with y")
     z = o.logits[:, -1].float()
-    top2 = torch.softmax(z, 1).topk(2, 1).values
+    top2 = torch.softmax(z, 1).topk(2, 1).values                    # (N, 2)
     return F.cross_entropy(z, o.y, reduction='none'), top2[:, 0] - top2[:, 1]
 
-def earliness(o:ExitOutputs, exit:Tensor)->Tensor: # (N,) smaller = left earlier and more decisively
+# %% ../nbs/10_difficulty.ipynb #e6e1d983
+def earliness(o:ExitOutputs, # `collect`'s outputs
+              exit:Tensor, # (N,) exit index each image took
+             )->Tensor: # (N,) smaller = left earlier and more decisively
     "Order images by the exit they took, then by how far their exit score cleared it."
     if o.K == 1: return torch.zeros(len(o))
     s = o.scores.float()
     at = torch.where(exit < o.K - 1, s.gather(1, exit.clamp(max=o.K - 2)[:, None]).squeeze(1), s.max(1).values)
     return exit.float() + (1 - at)
 
-# %% ../nbs/10_difficulty.ipynb #a5787158
+# %% ../nbs/10_difficulty.ipynb #3092fd22
 KIND_NAMES = {'blur': 'gaussian_blur', 'noise': 'gaussian_noise'}
 
 def corruption_name(kind:str)->str:
     "The `dynmoe.data.CORRUPTIONS` name of a corruption ('blur' and 'noise' are short for the Gaussian ones)."
     name = KIND_NAMES.get(kind, kind)
-    if name not in CORRUPTIONS: raise ValueError(f"unknown corruption {kind!r}; expected one of {list(KIND_NAMES)} or {list(CORRUPTIONS)}")
+    if name not in CORRUPTIONS:
+        raise ValueError(f"unknown corruption {kind!r}; expected one of {list(KIND_NAMES)} or {list(CORRUPTIONS)}")
     return name
 
+# %% ../nbs/10_difficulty.ipynb #d203a277
 def _check_test(test, n):
+    "The test images and labels, checked: uint8 (N, C, H, W) images, int64 (N,) labels, 1 <= n <= N."
     x, y = test
     if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.ndim != 4:
-        raise TypeError(f"test images must be (N, C, H, W) uint8 (corruptions work on pixels), got {getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
-    if not isinstance(y, Tensor) or y.dtype != torch.int64 or y.shape != x.shape[:1]: raise ValueError(f"labels must be an int64 tensor of shape ({len(x)},)")
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(x): raise ValueError(f"n must be an int in [1, {len(x)}], got {n!r}")
+        got = f"{getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}"
+        raise TypeError(f"test images must be (N, C, H, W) uint8 (corruptions work on pixels), got {got}")
+    if not isinstance(y, Tensor) or y.dtype != torch.int64 or y.shape != x.shape[:1]:
+        raise ValueError(f"labels must be an int64 tensor of shape ({len(x)},)")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(x):
+        raise ValueError(f"n must be an int in [1, {len(x)}], got {n!r}")
     return x, y
+
+def _pick_subset(x:Tensor, y:Tensor, n:int, seed:int)->tuple[Tensor,Tensor,Tensor]:
+    "A fixed random subset of `n` test images: its sorted indices (n,), images and labels."
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return idx, x[idx], y[idx]
+
+# %% ../nbs/10_difficulty.ipynb #43953339
+def _expert_macs(d, # `simulate`'s outputs
+                 em:Tensor, # (S, E) float64 MACs of each expert of each stage
+                )->Tensor: # (N, S) MACs of the experts each image ran, NaN where it did not reach the stage
+    "Per image and MoE stage, the MACs of the experts it ran."
+    return torch.stack([torch.where(d.experts[:, st, 0] >= 0, em[st][d.experts[:, st].clamp(min=0)].sum(1), torch.nan)
+                        for st in range(len(em))], 1)
+
+def _run_condition(model, xc:Tensor, ys:Tensor, # the network; one version (n, C, H, W) uint8 of the images; labels
+                   normalise, thresholds, batch_size, device, amp, # as for `difficulty_report`
+                   em:Tensor, has_moe:bool, # (S, E) float64 MACs of each expert (`expert_table`); MoE stages?
+                  )->tuple[dict,dict]: # the run (outputs, decisions, difficulty), its `conditions` row
+    "Collect and simulate one version of the images: its outputs, and its row of the `conditions` table."
+    o = collect(model, xc, ys, normalise, batch_size, device, amp, progress=False)
+    d = simulate(o, thresholds)
+    thr = resolve_thresholds(o, thresholds)
+    loss, margin = final_difficulty(o)
+    run = dict(o=o, d=d, loss=loss, margin=margin, expert_macs=_expert_macs(d, em), thr=thr)
+    usage, reached = expert_usage(d.experts, o.n_experts)
+    row = dict(acc_pct=top1_pct(d.logits, ys), mean_exit_number=(d.exit + 1).double().mean().item(),
+               exit_pct=100 * torch.bincount(d.exit, minlength=o.K).double() / len(ys),
+               mean_mmacs=d.macs.double().mean().item() / 1e6, final_loss_mean=loss.mean().item(),
+               stage_reached_count=reached, expert_usage_frac=usage if has_moe else None)
+    return run, row
+
+# %% ../nbs/10_difficulty.ipynb #1284df6d
+def _severity_stats(runs:dict, # (kind, severity) -> a run of `_run_condition`
+                    kind:str, sevs:list, n:int, K:int, S:int, has_moe:bool,
+                   )->tuple[list,list]: # correlations, associations
+    "Severity (clean pooled with this kind's corrupted versions) against the exit, MACs, final loss and experts."
+    rs = [runs[('clean', 0)]] + [runs[(kind, s)] for s in sevs if s > 0]
+    sev = np.concatenate([np.full(n, s) for s in sevs])                          # (n * len(sevs),)
+    cat = lambda f: torch.cat([f(r) for r in rs]).numpy()
+    cor, assoc = [], []
+    if K > 1:
+        cor.append(dict(x='severity', y='exit_number', subset=kind, **spearman(sev, cat(lambda r: r['d'].exit))))
+        cor.append(dict(x='severity', y='mmacs', subset=kind, **spearman(sev, cat(lambda r: r['d'].macs))))
+    cor.append(dict(x='severity', y='final_loss', subset=kind, **spearman(sev, cat(lambda r: r['loss']))))
+    for st in range(S) if has_moe else []:
+        ex, emacs = cat(lambda r: r['d'].experts[:, st, 0]), cat(lambda r: r['expert_macs'][:, st])
+        ok = ex >= 0                                                                 # images that reached the stage
+        cor.append(dict(x='severity', y='expert_mmacs', stage=st + 1, subset=kind, **spearman(sev[ok], emacs[ok])))
+        assoc.append(dict(x='severity', y='expert', stage=st + 1, subset=kind, **association(sev[ok], ex[ok])))
+    return cor, assoc
+
+# %% ../nbs/10_difficulty.ipynb #7a410165
+def _clean_stats(c:dict, # the clean run of `_run_condition`
+                 ys:Tensor, K:int, S:int, has_moe:bool,
+                )->tuple[list,list,list|None,list]: # correlations, associations, class x expert shares, class mean exit
+    "On the clean images: final loss and margin against the path, and class against the exit and the experts."
+    d0, o0 = c['d'], c['o']
+    cor, assoc = [], []
+    if K > 1:
+        for v in ('final_loss', 'final_margin'):
+            val = (c['loss'] if v == 'final_loss' else c['margin']).numpy()
+            cor.append(dict(x=v, y='exit_number', subset='clean', **spearman(val, d0.exit.numpy())))
+            cor.append(dict(x=v, y='mmacs', subset='clean', **spearman(val, d0.macs.numpy())))
+        assoc.append(dict(x='class', y='exit', subset='clean', **association(ys.numpy(), d0.exit.numpy())))
+    n_classes = o0.logits.shape[2]
+    class_expert = [] if has_moe else None
+    for st in range(S) if has_moe else []:
+        ex = d0.experts[:, st, 0]
+        ok = ex >= 0
+        assoc.append(dict(x='class', y='expert', stage=st + 1, subset='clean',
+                          **association(ys[ok].numpy(), ex[ok].numpy())))
+        class_expert.append([expert_usage(d0.experts[ys == k][:, st:st + 1], o0.n_experts)[0][0]
+                             for k in range(n_classes)])
+    cls_exit = [(d0.exit[ys == k] + 1).double().mean() for k in range(n_classes)]
+    return cor, assoc, class_expert, cls_exit
+
+def _extremes(c:dict, idx:Tensor, ys:Tensor, n_extremes:int)->dict:
+    "The earliest- and latest-leaving clean images: index in the given test set, label, exit number."
+    d0 = c['d']
+    order = earliness(c['o'], d0.exit).argsort()
+    pick = lambda js: [dict(idx=int(idx[j]), label=int(ys[j]), exit_number=int(d0.exit[j]) + 1) for j in js]
+    return dict(earliest=pick(order[:n_extremes]), latest=pick(order.flip(0)[:n_extremes]))
 
 # %% ../nbs/10_difficulty.ipynb #b1ad30e3
 def difficulty_report(model:DynNet,
@@ -90,98 +190,73 @@ def difficulty_report(model:DynNet,
                       kinds=('blur', 'noise'), # corruptions: 'blur', 'noise' (or their `CORRUPTIONS` names)
                       n:int=2000, # test images analysed (a fixed random subset)
                       thresholds=None, # exit thresholds (None: the policy's default)
-                      batch_size:int=500, device='cpu', amp:bool=True,
+                      batch_size:int=500, # images per forward pass
+                      device='cpu', # where the model runs
+                      amp:bool=True, # mixed precision where the device has it
                       seed:int=0, # picks the subset and the noise
                       n_extremes:int=16, # earliest / latest images listed
-                      progress:bool=True,
+                      progress:bool=True, # a progress bar over the conditions
                      )->dict:
     "Relate corruption severity, final-exit loss and margin, and class to the exit taken and the experts chosen."
     x, y = _check_test(test, n)
     names = [corruption_name(k) for k in kinds]
     sevs = sorted(set(int(s) for s in severities) | {0})
     if any(s not in range(6) for s in sevs): raise ValueError(f"severities must lie in 0..5, got {list(severities)}")
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    xs, ys = x[idx], y[idx]
-    thr = None
+    idx, xs, ys = _pick_subset(x, y, n, seed)
     conds = [('clean', 0)] + [(k, s) for k in kinds for s in sevs if s > 0]
-    t = model.macs_table(); has_moe = model.has_moe
+    em, has_moe = model.expert_table().double(), model.has_moe          # (S, E) expert MACs
     runs, conditions = {}, []
     for kind, s in (progress_bar(conds, leave=False) if progress else conds):
         xc = xs if s == 0 else corrupt(xs, names[list(kinds).index(kind)], s, seed)
-        o = collect(model, xc, ys, normalise, batch_size, device, amp, progress=False)
-        d = simulate(o, thresholds); thr = resolve_thresholds(o, thresholds)
-        loss, margin = final_difficulty(o)
-        em = [torch.tensor(t['experts'][st], dtype=torch.float64) for st in range(o.S)]
-        expert_macs = torch.stack([torch.where(d.experts[:, st, 0] >= 0, em[st][d.experts[:, st].clamp(min=0)].sum(1), torch.nan)
-                                   for st in range(o.S)], 1)                                  # (N, S) MACs of the experts run, NaN if not reached
-        runs[(kind, s)] = dict(o=o, d=d, loss=loss, margin=margin, expert_macs=expert_macs)
-        usage, reached = expert_usage(d.experts, o.n_experts)
-        conditions.append(dict(kind=kind, severity=s, acc_pct=top1_pct(d.logits, ys), mean_exit_number=(d.exit + 1).double().mean().item(),
-                               exit_pct=100 * torch.bincount(d.exit, minlength=o.K).double() / n, mean_mmacs=d.macs.double().mean().item() / 1e6,
-                               final_loss_mean=loss.mean().item(), stage_reached_count=reached, expert_usage_frac=usage if has_moe else None))
-    K, S = runs[('clean', 0)]['o'].K, runs[('clean', 0)]['o'].S
-    cor, assoc = [], []
-    for kind in kinds:                                     # severity, pooled over clean + this kind's corrupted versions
-        rs = [runs[('clean', 0)]] + [runs[(kind, s)] for s in sevs if s > 0]
-        sev = np.concatenate([np.full(n, s) for s in sevs])
-        cat = lambda f: torch.cat([f(r) for r in rs]).numpy()
-        if K > 1:
-            cor.append(dict(x='severity', y='exit_number', subset=kind, **spearman(sev, cat(lambda r: r['d'].exit))))
-            cor.append(dict(x='severity', y='mmacs', subset=kind, **spearman(sev, cat(lambda r: r['d'].macs))))
-        cor.append(dict(x='severity', y='final_loss', subset=kind, **spearman(sev, cat(lambda r: r['loss']))))
-        if has_moe:
-            for st in range(S):
-                ex, emacs = cat(lambda r: r['d'].experts[:, st, 0]), cat(lambda r: r['expert_macs'][:, st])
-                ok = ex >= 0
-                cor.append(dict(x='severity', y='expert_mmacs', stage=st + 1, subset=kind, **spearman(sev[ok], emacs[ok])))
-                assoc.append(dict(x='severity', y='expert', stage=st + 1, subset=kind, **association(sev[ok], ex[ok])))
-    c = runs[('clean', 0)]; d0, o0 = c['d'], c['o']
-    if K > 1:
-        for v in ('final_loss', 'final_margin'):
-            val = (c['loss'] if v == 'final_loss' else c['margin']).numpy()
-            cor.append(dict(x=v, y='exit_number', subset='clean', **spearman(val, d0.exit.numpy())))
-            cor.append(dict(x=v, y='mmacs', subset='clean', **spearman(val, d0.macs.numpy())))
-        assoc.append(dict(x='class', y='exit', subset='clean', **association(ys.numpy(), d0.exit.numpy())))
-    n_classes = o0.logits.shape[2]
-    class_expert = None
-    if has_moe:
-        class_expert = []
-        for st in range(S):
-            ex = d0.experts[:, st, 0]; ok = ex >= 0
-            assoc.append(dict(x='class', y='expert', stage=st + 1, subset='clean', **association(ys[ok].numpy(), ex[ok].numpy())))
-            class_expert.append([expert_usage(d0.experts[ys == k][:, st:st + 1], o0.n_experts)[0][0] for k in range(n_classes)])
-    cls_exit = [(d0.exit[ys == k] + 1).double().mean() for k in range(n_classes)]
-    extremes = None
-    if K > 1:
-        order = earliness(o0, d0.exit).argsort()
-        pick = lambda js: [dict(idx=int(idx[j]), label=int(ys[j]), exit_number=int(d0.exit[j]) + 1) for j in js]
-        extremes = dict(earliest=pick(order[:n_extremes]), latest=pick(order.flip(0)[:n_extremes]))
-    return _jsonable(dict(model=describe(model), n_images=n, seed=seed, kinds=list(kinds), severities=sevs, thresholds=thr,
-                          expert_mmacs=[[v / 1e6 for v in e] for e in t['experts']] if has_moe else None,
-                          image_idx=idx, conditions=conditions, correlations=cor, associations=assoc,
-                          class_expert_frac=class_expert, class_mean_exit_number=cls_exit, extremes=extremes))
+        run = _run_condition(model, xc, ys, normalise, thresholds, batch_size, device, amp, em, has_moe)
+        runs[(kind, s)], row = run
+        conditions.append(dict(kind=kind, severity=s) | row)
+    c = runs[('clean', 0)]
+    K, S = c['o'].K, c['o'].S
+    by_kind = [_severity_stats(runs, kind, sevs, n, K, S, has_moe) for kind in kinds]
+    cor, assoc, class_expert, cls_exit = _clean_stats(c, ys, K, S, has_moe)
+    return _jsonable(dict(model=describe(model), n_images=n, seed=seed, kinds=list(kinds), severities=sevs,
+                          thresholds=runs[conds[-1]]['thr'],
+                          expert_mmacs=(em / 1e6).tolist() if has_moe else None,
+                          image_idx=idx, conditions=conditions,
+                          correlations=[r for cs, _ in by_kind for r in cs] + cor,
+                          associations=[r for _, a in by_kind for r in a] + assoc,
+                          class_expert_frac=class_expert, class_mean_exit_number=cls_exit,
+                          extremes=_extremes(c, idx, ys, n_extremes) if K > 1 else None))
 
 # %% ../nbs/10_difficulty.ipynb #7cecbb80
+def _label(t:dict, # one correlation or association of a report
+           a:str, b:str, # the names of its two variables
+          )->str:
+    "'a vs b (stage s), subset': what one test of a report relates."
+    return f"{a} vs {b}" + (f" (stage {t['stage']})" if 'stage' in t else '') + f", {t['subset']}"
+
 def summarise_difficulty(report:dict, # a `difficulty_report`
                          alpha:float=0.01, # significance level
                         )->list[str]:
     "One sentence per correlation and association of a difficulty report."
     out = []
     for c in report['correlations']:
-        what = f"{c['y'].replace('_', ' ')} vs {c['x'].replace('_', ' ')}" + (f" (stage {c['stage']})" if 'stage' in c else '') + f", {c['subset']}"
-        if c['rho'] is None: out.append(f"{what}: no variation to correlate (n = {c['n']})"); continue
-        sig = c['p_value'] < alpha
-        out.append(f"{what}: Spearman rho = {c['rho']:+.3f}, p = {c['p_value']:.2g}, n = {c['n']}: "
-                   + (f"{'rises' if c['rho'] > 0 else 'falls'} with {c['x'].replace('_', ' ')}" if sig else f"no significant trend at {alpha:g}"))
+        what = _label(c, c['y'].replace('_', ' '), c['x'].replace('_', ' '))
+        if c['rho'] is None:
+            out.append(f"{what}: no variation to correlate (n = {c['n']})")
+            continue
+        if c['p_value'] < alpha: trend = f"{'rises' if c['rho'] > 0 else 'falls'} with {c['x'].replace('_', ' ')}"
+        else: trend = f"no significant trend at {alpha:g}"
+        out.append(f"{what}: Spearman rho = {c['rho']:+.3f}, p = {c['p_value']:.2g}, n = {c['n']}: {trend}")
     for a in report['associations']:
-        what = f"{a['y']} vs {a['x']}" + (f" (stage {a['stage']})" if 'stage' in a else '') + f", {a['subset']}"
-        if a['cramers_v'] is None: out.append(f"{what}: one category only (n = {a['n']})"); continue
-        out.append(f"{what}: Cramér's V = {a['cramers_v']:.3f}, chi2 p = {a['p_value']:.2g}, n = {a['n']}: "
-                   + ("dependent" if a['p_value'] < alpha else f"no significant dependence at {alpha:g}"))
+        what = _label(a, a['y'], a['x'])
+        if a['cramers_v'] is None:
+            out.append(f"{what}: one category only (n = {a['n']})")
+            continue
+        dep = "dependent" if a['p_value'] < alpha else f"no significant dependence at {alpha:g}"
+        out.append(f"{what}: Cramér's V = {a['cramers_v']:.3f}, chi2 p = {a['p_value']:.2g}, n = {a['n']}: {dep}")
     return out
 
-# %% ../nbs/10_difficulty.ipynb #ff243b24
-def plot_exit_vs_severity(report:dict, axs=None):
+# %% ../nbs/10_difficulty.ipynb #ad1dfd61
+def plot_exit_vs_severity(report:dict, # a `difficulty_report`
+                          axs=None, # three matplotlib axes (default: a new row)
+                         ):
     "Mean exit, mean executed MMACs and accuracy against corruption severity, one line per corruption."
     import matplotlib.pyplot as plt
     if axs is None: _, axs = plt.subplots(1, 3, figsize=(12, 3.2))
@@ -190,59 +265,89 @@ def plot_exit_vs_severity(report:dict, axs=None):
     for kind in report['kinds']:
         cs = [clean] + [c for c in report['conditions'] if c['kind'] == kind]
         sv = [c['severity'] for c in cs]
-        for ax, key in zip(axs, ('mean_exit_number', 'mean_mmacs', 'acc_pct')): ax.plot(sv, [c[key] for c in cs], 'o-', label=kind)
+        for ax, key in zip(axs, ('mean_exit_number', 'mean_mmacs', 'acc_pct')):
+            ax.plot(sv, [c[key] for c in cs], 'o-', label=kind)
     axs[0].set(ylabel=f'mean exit (1 = first, {K} = final)', ylim=(0.9, K + 0.1))
-    axs[1].set(ylabel='mean executed MMACs per image'); axs[2].set(ylabel='top-1 accuracy (%)')
-    for ax in axs: ax.set(xlabel='corruption severity (0 = clean)', xticks=report['severities']); ax.legend(fontsize=8)
-    axs[0].figure.suptitle(f"{report['n_images']} test images per severity", fontsize=10); axs[0].figure.tight_layout()
+    axs[1].set(ylabel='mean executed MMACs per image')
+    axs[2].set(ylabel='top-1 accuracy (%)')
+    for ax in axs:
+        ax.set(xlabel='corruption severity (0 = clean)', xticks=report['severities'])
+        ax.legend(fontsize=8)
+    axs[0].figure.suptitle(f"{report['n_images']} test images per severity", fontsize=10)
+    axs[0].figure.tight_layout()
     return axs
 
+# %% ../nbs/10_difficulty.ipynb #99e80932
+_NO_MOE = "this model has no MoE stages: there is no expert usage to plot"
+
 def _expert_labels(report, st):
+    "Expert names with their MMACs, for the heatmaps' x axis."
     em = report['expert_mmacs']
     return [f'e{j}\n{v:.2g}M' for j, v in enumerate(em[st])] if em else None
 
 def _heat(ax, a, xl, yl, title, vmax):
+    "A heatmap of `a` (rows x experts) with each value written in its cell ('-' for NaN)."
     im = ax.imshow(a, cmap='viridis', vmin=0, vmax=vmax, aspect='auto')
-    for (i, j), v in np.ndenumerate(a): ax.text(j, i, '-' if np.isnan(v) else f'{v:.0f}', ha='center', va='center', fontsize=7, c='w' if np.isnan(v) or v < vmax / 2 else 'k')
+    for (i, j), v in np.ndenumerate(a):
+        ax.text(j, i, '-' if np.isnan(v) else f'{v:.0f}', ha='center', va='center', fontsize=7,
+                c='w' if np.isnan(v) or v < vmax / 2 else 'k')
     ax.set(xticks=range(a.shape[1]), xticklabels=xl, yticks=range(a.shape[0]), yticklabels=yl, title=title)
     return im
 
-def plot_severity_experts(report:dict, kind:str, axs=None):
+def plot_severity_experts(report:dict, # a `difficulty_report` of a model with MoE stages
+                          kind:str, # the corruption kind whose severities make the rows
+                          axs=None, # one matplotlib axis per MoE stage (default: a new row)
+                         ):
     "Per MoE stage, a severity x expert heatmap: share (%) of the images reaching the stage that run each expert."
     import matplotlib.pyplot as plt
-    if report['class_expert_frac'] is None: raise ValueError("this model has no MoE stages: there is no expert usage to plot")
+    if report['class_expert_frac'] is None: raise ValueError(_NO_MOE)
     cs = [report['conditions'][0]] + [c for c in report['conditions'] if c['kind'] == kind]
     S, E = len(cs[0]['expert_usage_frac']), len(cs[0]['expert_usage_frac'][0])
     if axs is None: _, axs = plt.subplots(1, S, figsize=(2.8 * S, 2.9))
     for st, ax in enumerate(np.atleast_1d(axs)):
         a = np.array([[np.nan if v is None else 100 * v for v in c['expert_usage_frac'][st]] for c in cs])
-        _heat(ax, a, _expert_labels(report, st), [f"sev {c['severity']}" if st == 0 else '' for c in cs], f'stage {st + 1}', 100 * report['model']['k'])
-    ax.figure.suptitle(f'{kind}: expert usage (% of the images reaching the stage) by severity', fontsize=10); ax.figure.tight_layout()
+        rows = [f"sev {c['severity']}" if st == 0 else '' for c in cs]
+        _heat(ax, a, _expert_labels(report, st), rows, f'stage {st + 1}', 100 * report['model']['k'])
+    ax.figure.suptitle(f'{kind}: expert usage (% of the images reaching the stage) by severity', fontsize=10)
+    ax.figure.tight_layout()
     return axs
 
-def plot_class_experts(report:dict, classes=None, axs=None):
-    "Per MoE stage, a class x expert heatmap (clean images): share (%) of the class's images reaching the stage that run each expert."
+# %% ../nbs/10_difficulty.ipynb #27597a72
+def plot_class_experts(report:dict, # a `difficulty_report` of a model with MoE stages
+                       classes=None, # class names (default: the label numbers)
+                       axs=None, # one matplotlib axis per MoE stage (default: a new row)
+                      ):
+    "Per MoE stage, a class x expert heatmap (clean images): share (%) of a class reaching the stage per expert."
     import matplotlib.pyplot as plt
     ce = report['class_expert_frac']
-    if ce is None: raise ValueError("this model has no MoE stages: there is no expert usage to plot")
+    if ce is None: raise ValueError(_NO_MOE)
     S, C, E = len(ce), len(ce[0]), len(ce[0][0])
     classes = classes or [str(k) for k in range(C)]
     if axs is None: _, axs = plt.subplots(1, S, figsize=(2.8 * S + 0.8, 0.3 * C + 1.6))
     for st, ax in enumerate(np.atleast_1d(axs)):
         a = np.array([[np.nan if v is None else 100 * v for v in row] for row in ce[st]])
-        _heat(ax, a, _expert_labels(report, st), classes if st == 0 else [''] * C, f'stage {st + 1}', 100 * report['model']['k'])
-    ax.figure.suptitle('clean images: expert usage (% of the class reaching the stage)', fontsize=10); ax.figure.tight_layout()
+        rows = classes if st == 0 else [''] * C
+        _heat(ax, a, _expert_labels(report, st), rows, f'stage {st + 1}', 100 * report['model']['k'])
+    ax.figure.suptitle('clean images: expert usage (% of the class reaching the stage)', fontsize=10)
+    ax.figure.tight_layout()
     return axs
 
+# %% ../nbs/10_difficulty.ipynb #1e4e312e
 def plot_exit_extremes(x:Tensor, # (N, C, H, W) uint8: the test images given to `difficulty_report`
-                       report:dict, classes=None, n:int=8):
+                       report:dict, # its `difficulty_report`
+                       classes=None, # class names (default: the label numbers)
+                       n:int=8, # images per row
+                      ):
     "Two rows of clean test images: those that left earliest (most decisively) and latest, with class and exit."
     import matplotlib.pyplot as plt
-    if report['extremes'] is None: raise ValueError("this model has no early exits: every image leaves at the same place")
+    if report['extremes'] is None:
+        raise ValueError("this model has no early exits: every image leaves at the same place")
     fig, axs = plt.subplots(2, n, figsize=(1.3 * n, 3.3))
     for row, key in zip(axs, ('earliest', 'latest')):
         for ax, e in zip(row, report['extremes'][key][:n]):
-            ax.imshow(x[e['idx']].permute(1, 2, 0).numpy()); ax.set_xticks([]); ax.set_yticks([])
+            ax.imshow(x[e['idx']].permute(1, 2, 0).numpy())                 # (H, W, C)
+            ax.set_xticks([])
+            ax.set_yticks([])
             ax.set_title(f"{classes[e['label']] if classes else e['label']}\nexit {e['exit_number']}", fontsize=7)
         row[0].set_ylabel(key, fontsize=9)
     fig.suptitle('clean test images that left earliest (top) and latest (bottom)', fontsize=10)

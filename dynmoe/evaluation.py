@@ -8,15 +8,17 @@ Docs: https://dynmoe.github.io/dynmoe/evaluation.html.md"""
 from __future__ import annotations
 import itertools, math, time
 from dataclasses import dataclass
+from functools import partial
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
 from .core import autocast, bench
-from .exits import first_exit, fit_thresholds, fractions_for_q
+from .data import normalise
+from .exits import first_exit, fit_thresholds, fractions_for_q, check_thresholds
 from .models import DynNet, InferOut
-from .policy import default_thresholds, check_thresholds
+from .policy import default_thresholds
 
 # %% auto #0
 __all__ = ['CONFORMAL_SCORES', 'normaliser', 'path_macs', 'ExitOutputs', 'collect', 'resolve_thresholds', 'simulate',
@@ -30,32 +32,15 @@ def normaliser(mean:tuple, # per-channel mean of [0, 1] pixels (the training spl
                std:tuple, # per-channel standard deviation of [0, 1] pixels
               ):
     "A function turning uint8 images (N, C, H, W) into normalised float32 images in channels-last layout."
-    m, s = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    def normalise(x:Tensor)->Tensor:
-        if not isinstance(x, Tensor) or x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != m.shape[1]:
-            raise TypeError(f"normalise expects (N, {m.shape[1]}, H, W) uint8 images, got {getattr(x, 'dtype', type(x).__name__)} {tuple(getattr(x, 'shape', ()))}")
-        return ((x.float() / 255 - m.to(x.device)) / s.to(x.device)).contiguous(memory_format=torch.channels_last)
-    return normalise
+    return partial(normalise, mean=mean, std=std)   # dynmoe.data's one copy of the arithmetic
 
 # %% ../nbs/09_evaluation.ipynb #1667c503
 def path_macs(model:DynNet, # the network (its MAC table)
               experts:Tensor, # (N, S, k) experts each image is routed to at each stage (0 for dense stages)
-             )->tuple[Tensor,Tensor]: # (N, K) int64 MACs executed by leaving at each exit; (N, K) of which gates + policies
+             )->tuple[Tensor,Tensor]: # (N, K) int64 MACs of leaving at each exit; (N, K) of which gates + policies
     "Executed MACs per image for leaving at each exit, and the part of them spent in gates and policies."
-    t, N, S = model.macs_table(), experts.shape[0], model.S
-    if experts.ndim != 3 or experts.shape[1] != S: raise ValueError(f"experts must be (N, S={S}, k), got {tuple(experts.shape)}")
-    run = torch.full((N,), t['stem'] + t['gate'][0], dtype=torch.long)     # (N,)
-    over = torch.full((N,), t['gate'][0], dtype=torch.long)
-    tot, ovh = [], []
-    for s in range(S):
-        em = torch.tensor(t['experts'][s], dtype=torch.long)                # (E,) MACs of each expert of stage s
-        run = run + t['trunk'][s] + em[experts[:, s].cpu()].sum(1)
-        if s == S - 1: tot.append(run + t['final']); ovh.append(over); break
-        if model.has_exits:
-            run, over = run + t['exit'][s] + t['policy'][s], over + t['policy'][s]
-            tot.append(run); ovh.append(over)
-        run, over = run + t['gate'][s + 1], over + t['gate'][s + 1]          # routing the next stage (0 if the policy routes)
-    return torch.stack(tot, 1), torch.stack(ovh, 1)
+    decisions = {n: v if n.startswith(('gate.', 'policy.')) else 0 for n, v in model.macs_table().items()}
+    return model.path_macs(experts), model.path_macs(experts, decisions)
 
 # %% ../nbs/09_evaluation.ipynb #1d536106
 @dataclass
@@ -83,11 +68,14 @@ class ExitOutputs:
 
 # %% ../nbs/09_evaluation.ipynb #2622f826
 def _check_images(x, y, normalise):
-    if not isinstance(x, Tensor) or x.ndim != 4: raise TypeError(f"images must be a (N, C, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    if not isinstance(x, Tensor) or x.ndim != 4:
+        raise TypeError(f"images must be a (N, C, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
     if x.dtype == torch.uint8 and normalise is None:
-        raise TypeError("images are uint8: pass normalise= (e.g. `normaliser(ds.mean, ds.std)`) or give normalised float images")
+        raise TypeError("images are uint8: pass normalise= (e.g. `normaliser(ds.mean, ds.std)`) or give normalised "
+                        "float images")
     if y is not None and (not isinstance(y, Tensor) or y.shape != x.shape[:1] or y.dtype != torch.int64):
-        raise ValueError(f"labels must be an int64 tensor of shape ({len(x)},), got {getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}")
+        raise ValueError(f"labels must be an int64 tensor of shape ({len(x)},), got "
+                         f"{getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}")
 
 @torch.no_grad()
 def collect(model:DynNet,
@@ -125,7 +113,7 @@ def resolve_thresholds(o:ExitOutputs, thresholds=None)->Tensor|None:
     "The (K-1,) float32 thresholds to use: `thresholds` checked, or the policy's default; None without early exits."
     if o.K == 1: return None
     thr = thresholds if thresholds is not None else default_thresholds(o.policy, o.K - 1)
-    return check_thresholds(thr, o.K - 1, o.policy)
+    return check_thresholds(thr, o.K - 1, f'the {o.policy!r} policy')
 
 def simulate(o:ExitOutputs,
              thresholds=None, # (K-1,) exit thresholds; None: the policy's default (as `DynNet.infer`)
@@ -133,7 +121,8 @@ def simulate(o:ExitOutputs,
     "Dynamic inference under `thresholds`, derived from outputs collected once."
     N, K, S = len(o), o.K, o.S
     ex = first_exit(o.scores, resolve_thresholds(o, thresholds)) if K > 1 else torch.zeros(N, dtype=torch.long)  # (N,)
-    last_stage = (torch.arange(K) if K == S else torch.tensor([S - 1]))[ex]               # (N,) last stage each image ran
+    # (N,) last stage each image ran
+    last_stage = (torch.arange(K) if K == S else torch.tensor([S - 1]))[ex]
     reached = torch.arange(S)[None] <= last_stage[:, None]                                # (N, S)
     r = torch.arange(N)
     return InferOut(o.logits[r, ex], ex, o.experts.masked_fill(~reached[..., None], -1), o.path_macs[r, ex])
@@ -162,12 +151,13 @@ def top1_pct(logits:Tensor, # (N, C)
 
 def expert_usage(experts:Tensor, # (N, S, k) chosen experts, -1 where the stage was not reached
                  n_experts:int, # E
-                )->tuple[Tensor,Tensor]: # (S, E) fraction of the images reaching each stage that use each expert (NaN: none reached); (S,) images reaching each stage
+                )->tuple[Tensor,Tensor]: # (S, E) share of a stage's images per expert (NaN: none); (S,) images
     "How often each expert runs, among the images that reach its stage."
-    reached = experts[:, :, 0] >= 0                                                  # (N, S)
-    counts = torch.stack([torch.bincount(experts[reached[:, s], s].flatten(), minlength=n_experts)[:n_experts]
-                          for s in range(experts.shape[1])]).double()                 # (S, E)
-    n = reached.sum(0)
+    S = experts.shape[1]
+    run = experts >= 0                                                               # (N, S, k) experts that ran
+    slot = torch.arange(S, device=experts.device).view(1, S, 1) * n_experts + experts   # (N, S, k) stage-major index
+    counts = torch.bincount(slot[run], minlength=S * n_experts).view(S, n_experts).double()   # (S, E)
+    n = run[:, :, 0].sum(0)                                                          # (S,) images reaching each stage
     return counts / n[:, None].double(), n
 
 # %% ../nbs/09_evaluation.ipynb #44cdd410
@@ -200,7 +190,8 @@ def conformal_scores(logits:Tensor, # (N, C) logits
                      score:str='lac', # 'lac' (1 - p_c) or 'aps' (mass of the classes ranked at or above c)
                     )->Tensor: # (N, C) non-conformity of every class for every image
     "Split-conformal non-conformity scores of every candidate class."
-    if score not in CONFORMAL_SCORES: raise ValueError(f"unknown conformal score {score!r}; expected one of {CONFORMAL_SCORES}")
+    if score not in CONFORMAL_SCORES:
+        raise ValueError(f"unknown conformal score {score!r}; expected one of {CONFORMAL_SCORES}")
     p = torch.softmax(logits.float(), 1)
     if score == 'lac': return 1 - p
     order = p.argsort(1, descending=True)                                       # (N, C) classes, most likely first
@@ -230,8 +221,9 @@ def conformal_eval(cal_logits:Tensor, cal_y:Tensor, # calibration split (validat
 def anytime(o:ExitOutputs, n_bins:int=15)->list[dict]:
     "Accuracy, mean MACs to reach it and ECE of every exit, on every image."
     if o.y is None: raise ValueError("anytime needs labels: collect the outputs with y")
-    return [dict(exit_number=k + 1, acc_pct=top1_pct(o.logits[:, k], o.y), mean_mmacs=o.path_macs[:, k].double().mean().item() / 1e6,
-                 ece_pct=100 * ece(o.logits[:, k], o.y, n_bins)) for k in range(o.K)]
+    return [dict(exit_number=k + 1, acc_pct=top1_pct(o.logits[:, k], o.y),
+                 mean_mmacs=o.path_macs[:, k].double().mean().item() / 1e6, ece_pct=100 * ece(o.logits[:, k], o.y, n_bins))
+            for k in range(o.K)]
 
 # %% ../nbs/09_evaluation.ipynb #05dab01a
 def feasible_mmacs(o:ExitOutputs)->tuple[float,float]:
@@ -245,22 +237,27 @@ def fit_budget(o:ExitOutputs, # outputs of the split the thresholds are fitted o
                budget_mmacs:float, # target mean executed MMACs per image
                iters:int=50, # bisection steps on q
               )->dict: # thresholds (K-1,), q, and the mean MMACs they give on `o`
-    "Thresholds from seed 003's schedule `fractions_for_q(q, K)`, with q found by bisection so that the mean MACs on `o` hit the budget."
-    if o.K == 1: raise ValueError(f"a budget needs early exits; this model has a single exit costing {feasible_mmacs(o)[1]:.3f} MMACs per image")
+    "Thresholds from seed 003's schedule `fractions_for_q(q, K)`, q bisected so that the mean MACs on `o` hit the budget."
+    if o.K == 1:
+        raise ValueError(f"a budget needs early exits; this model has a single exit costing {feasible_mmacs(o)[1]:.3f} "
+                         "MMACs per image")
     if isinstance(budget_mmacs, bool) or not isinstance(budget_mmacs, (int, float)) or not math.isfinite(budget_mmacs):
         raise ValueError(f"budget_mmacs must be a finite number of MMACs per image, got {budget_mmacs!r}")
     lo, hi = feasible_mmacs(o)
     if not lo * (1 - 1e-9) <= budget_mmacs <= hi * (1 + 1e-9):
-        raise ValueError(f"budget of {budget_mmacs:.3f} MMACs per image is outside the feasible range [{lo:.3f}, {hi:.3f}] MMACs of this "
-                         f"model ({lo:.3f}: every image leaves at exit 1; {hi:.3f}: every image runs to the final exit)")
+        raise ValueError(f"budget of {budget_mmacs:.3f} MMACs per image is outside the feasible range "
+                         f"[{lo:.3f}, {hi:.3f}] MMACs of this model ({lo:.3f}: every image leaves at exit 1; "
+                         f"{hi:.3f}: every image runs to the final exit)")
     fit = lambda q: fit_thresholds(o.scores, fractions_for_q(q, o.K))
     inf = torch.full((o.K - 1,), float('inf'))
-    best = min([(abs(hi - budget_mmacs), 0.0, inf, hi), (abs(_mean_mmacs(o, fit(1.0)) - budget_mmacs), 1.0, fit(1.0), _mean_mmacs(o, fit(1.0)))],
+    at_one = _mean_mmacs(o, fit(1.0))
+    best = min([(abs(hi - budget_mmacs), 0.0, inf, hi), (abs(at_one - budget_mmacs), 1.0, fit(1.0), at_one)],
                key=lambda b: b[0])
     q_lo, q_hi = 0.0, 1.0                                   # mean MACs fall as q grows
     for _ in range(iters):
         q = (q_lo + q_hi) / 2
-        thr = fit(q); m = _mean_mmacs(o, thr)
+        thr = fit(q)
+        m = _mean_mmacs(o, thr)
         if abs(m - budget_mmacs) < best[0]: best = (abs(m - budget_mmacs), q, thr, m)
         if m > budget_mmacs: q_lo = q
         else: q_hi = q
@@ -282,13 +279,17 @@ def measure_latency(model:DynNet,
     _check_images(x, None, normalise)
     device = torch.device(device)
     model.to(device).eval()
-    thr = check_thresholds(thresholds, model.K - 1, model.policy_name) if thresholds is not None and model.has_exits else None
+    thr = None
+    if thresholds is not None and model.has_exits:
+        thr = check_thresholds(thresholds, model.K - 1, f'the {model.policy_name!r} policy')
     res = dict(device=str(device), torch_threads=torch.get_num_threads(), amp=amp)
     for b in batch_sizes:
         reps = max(1, -(-b * min(n + warmup, 8) // len(x)))
         xs = x.repeat(reps, 1, 1, 1) if reps > 1 else x
-        batches = [xs[i * b:(i + 1) * b].to(device) for i in range(min(n + warmup, len(xs) // b))]     # distinct batches
-        batches = [(normalise(xb) if normalise is not None else xb).contiguous(memory_format=torch.channels_last) for xb in batches]
+        # distinct batches
+        batches = [xs[i * b:(i + 1) * b].to(device) for i in range(min(n + warmup, len(xs) // b))]
+        batches = [(normalise(xb) if normalise is not None else xb).contiguous(memory_format=torch.channels_last)
+                   for xb in batches]
         it = itertools.cycle(batches)
         def run():
             with torch.no_grad(), autocast(device, enabled=amp): model.infer(next(it), thr)
@@ -312,27 +313,32 @@ def describe(model:DynNet)->dict:
     "What a results file needs to say about the model."
     return dict(kind=model.kind, backbone=model.backbone, policy=model.policy_name if model.has_exits else None,
                 n_experts=model.E, k=model.k, n_exits=model.K, n_classes=model.n_classes,
-                params_millions=sum(p.numel() for p in model.parameters()) / 1e6, full_path_mmacs=model.full_macs() / 1e6)
+                params_millions=sum(p.numel() for p in model.parameters()) / 1e6,
+                full_path_mmacs=model.full_macs() / 1e6)
 
 def operating_point(o:ExitOutputs, # test outputs
                     thresholds=None, # None: the policy's default
                     cal:ExitOutputs|None=None, # validation outputs to calibrate conformal sets on (None: no sets)
                     alphas=(0.1, 0.05), n_bins:int=15)->dict:
     "Every operating-point number of the chapter for one threshold setting."
-    d = simulate(o, thresholds); thr = resolve_thresholds(o, thresholds)
+    d = simulate(o, thresholds)
+    thr = resolve_thresholds(o, thresholds)
     macs, over = d.macs.double(), o.overhead_macs[torch.arange(len(o)), d.exit].double()
     hist = torch.bincount(d.exit, minlength=o.K)
     usage, reached = expert_usage(d.experts, o.n_experts)
     cb = calibration_bins(d.logits, o.y, n_bins)
     r = dict(thresholds=thr, acc_pct=top1_pct(d.logits, o.y), mean_mmacs=macs.mean().item() / 1e6,
-             gate_policy_mmacs=over.mean().item() / 1e6, gate_policy_share_pct=100 * over.sum().item() / macs.sum().item(),
-             exit_count=hist, exit_pct=100 * hist.double() / len(o), mean_exit_number=(d.exit + 1).double().mean().item(),
+             gate_policy_mmacs=over.mean().item() / 1e6,
+             gate_policy_share_pct=100 * over.sum().item() / macs.sum().item(),
+             exit_count=hist, exit_pct=100 * hist.double() / len(o),
+             mean_exit_number=(d.exit + 1).double().mean().item(),
              ece_pct=100 * ece(d.logits, o.y, n_bins),
              reliability=dict(bin_count=cb['count'], bin_conf_pct=100 * cb['conf'], bin_acc_pct=100 * cb['acc']),
              stage_reached_count=reached, expert_usage_frac=usage if o.n_experts > 1 else None)
     if cal is not None:
         dc = simulate(cal, thresholds)
-        r['conformal'] = [conformal_eval(dc.logits, cal.y, d.logits, o.y, a, sc) for sc in CONFORMAL_SCORES for a in alphas]
+        r['conformal'] = [conformal_eval(dc.logits, cal.y, d.logits, o.y, a, sc)
+                          for sc in CONFORMAL_SCORES for a in alphas]
     return r
 
 # %% ../nbs/09_evaluation.ipynb #43a8d832
@@ -342,8 +348,10 @@ def evaluate_outputs(ov:ExitOutputs, # validation outputs: fit budgets, calibrat
                      n_budgets:int=7, # budgets=None: this many, evenly spaced over the feasible range
                     )->dict: # operating point, anytime, budgeted classification (see `evaluate_model`)
     "Everything `evaluate_model` reports that needs only the collected outputs, not the model."
-    if on_infeasible not in ('raise', 'skip'): raise ValueError(f"on_infeasible must be 'raise' or 'skip', got {on_infeasible!r}")
-    res = dict(n_valid_images=len(ov), n_test_images=len(ot), operating_point=operating_point(ot, thresholds, ov, alphas, n_bins),
+    if on_infeasible not in ('raise', 'skip'):
+        raise ValueError(f"on_infeasible must be 'raise' or 'skip', got {on_infeasible!r}")
+    res = dict(n_valid_images=len(ov), n_test_images=len(ot),
+               operating_point=operating_point(ot, thresholds, ov, alphas, n_bins),
                anytime=anytime(ot, n_bins), budget=None, budget_skipped_mmacs=[])
     if ot.K > 1:
         lo, hi = feasible_mmacs(ov)
@@ -353,17 +361,20 @@ def evaluate_outputs(ov:ExitOutputs, # validation outputs: fit budgets, calibrat
             try: f = fit_budget(ov, b)
             except ValueError:
                 if on_infeasible == 'raise': raise
-                res['budget_skipped_mmacs'].append(b); continue
-            d = simulate(ot, f['thresholds']); m = d.macs.double().mean().item() / 1e6
-            res['budget'].append(dict(target_mmacs=b, q=f['q'], thresholds=f['thresholds'], valid_mmacs=f['fitted_mmacs'],
-                                      test_mmacs=m, budget_error_pct=100 * (m - b) / b, test_acc_pct=top1_pct(d.logits, ot.y),
+                res['budget_skipped_mmacs'].append(b)
+                continue
+            d = simulate(ot, f['thresholds'])
+            m = d.macs.double().mean().item() / 1e6
+            res['budget'].append(dict(target_mmacs=b, q=f['q'], thresholds=f['thresholds'],
+                                      valid_mmacs=f['fitted_mmacs'], test_mmacs=m, budget_error_pct=100 * (m - b) / b,
+                                      test_acc_pct=top1_pct(d.logits, ot.y),
                                       test_exit_pct=100 * torch.bincount(d.exit, minlength=ot.K).double() / len(ot)))
     return res
 
 def evaluate_model(model:DynNet,
-                   valid:tuple, # (x, y) validation split: fits budgets, calibrates conformal sets (x normalised, or uint8 with `normalise`)
+                   valid:tuple, # (x, y) validation split: fits budgets, calibrates conformal sets (see `test`)
                    test:tuple, # (x, y) test split: everything reported
-                   budgets=None, # target mean MMACs per image; None: `n_budgets` evenly spaced over the feasible range; () for none
+                   budgets=None, # target mean MMACs per image; None: `n_budgets` over the feasible range; (): none
                    n_budgets:int=7,
                    batch_size:int=500,
                    device:str|torch.device='cpu',
@@ -373,25 +384,28 @@ def evaluate_model(model:DynNet,
                    amp:bool=True, # bf16 autocast where it pays
                    n_bins:int=15, # ECE bins
                    alphas=(0.1, 0.05), # conformal miscoverage levels (90 % and 95 % coverage)
-                   verify:int=256, # test images run through the real `infer` at every reported threshold setting (0: none)
-                   on_infeasible:str='raise', # a budget outside the feasible range: 'raise' (ValueError) or 'skip' (listed under budget_skipped_mmacs)
+                   verify:int=256, # test images run through the real `infer` at every reported setting (0: none)
+                   on_infeasible:str='raise', # a budget out of range: 'raise' or 'skip' (in budget_skipped_mmacs)
                    progress:bool=True,
                    return_outputs:bool=False, # also return the collected (valid, test) `ExitOutputs`
                   ):
-    "Evaluate one model: operating point, anytime prediction, budgeted batch classification (and latency); JSON-serialisable."
-    if on_infeasible not in ('raise', 'skip'): raise ValueError(f"on_infeasible must be 'raise' or 'skip', got {on_infeasible!r}")
+    "Evaluate a model: operating point, anytime prediction, budgeted classification (and latency), as JSON."
+    if on_infeasible not in ('raise', 'skip'):
+        raise ValueError(f"on_infeasible must be 'raise' or 'skip', got {on_infeasible!r}")
     (xv, yv), (xt, yt) = valid, test
     if yv is None or yt is None: raise ValueError("evaluate_model needs labels for both splits")
     t0, was = time.perf_counter(), model.training
     kw = dict(normalise=normalise, batch_size=batch_size, device=device, amp=amp, progress=progress)
     ov, ot = collect(model, xv, yv, **kw), collect(model, xt, yt, **kw)
     collect_s = time.perf_counter() - t0
-    res = dict(model=describe(model), amp=amp) | evaluate_outputs(ov, ot, budgets, thresholds, n_bins, alphas, on_infeasible, n_budgets)
+    res = dict(model=describe(model), amp=amp) | evaluate_outputs(ov, ot, budgets, thresholds, n_bins, alphas,
+                                                                  on_infeasible, n_budgets)
     settings = [resolve_thresholds(ot, thresholds)] + [b['thresholds'] for b in res['budget'] or []]
     if verify:
         nv = min(verify, len(ot))
         checks = [check_against_infer(model, xt[:nv], ot[:nv], t, amp, normalise) for t in settings]
-        res['infer_check'] = {k: (min(c[k] for c in checks) if k.endswith('pct') else max(c[k] for c in checks)) for k in checks[0]}
+        worst = lambda k: min(c[k] for c in checks) if k.endswith('pct') else max(c[k] for c in checks)
+        res['infer_check'] = {k: worst(k) for k in checks[0]}
         res['infer_check']['n_settings'] = len(checks)
     res['latency'] = measure_latency(model, xt, thresholds, normalise, device=device, amp=amp) if latency else None
     res['collect_s'], res['eval_s'] = collect_s, time.perf_counter() - t0
@@ -402,7 +416,7 @@ def evaluate_model(model:DynNet,
 def plot_acc_macs(results:dict, # name -> `evaluate_model` result
                   ax=None, anytime:bool=True, # also draw each exit's anytime point
                   title:str|None=None):
-    "Accuracy against mean executed MMACs per image: budget curves, anytime points and operating points of several models."
+    "Accuracy against mean executed MMACs per image: budget curves, anytime and operating points of several models."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(6, 4))
     for i, (name, r) in enumerate(results.items()):
@@ -411,10 +425,13 @@ def plot_acc_macs(results:dict, # name -> `evaluate_model` result
             bs = sorted(r['budget'], key=lambda b: b['test_mmacs'])
             ax.plot([b['test_mmacs'] for b in bs], [b['test_acc_pct'] for b in bs], 'o-', c=c, label=f'{name}: budgets')
         if anytime and len(r['anytime']) > 1:
-            ax.plot([a['mean_mmacs'] for a in r['anytime']], [a['acc_pct'] for a in r['anytime']], 'x--', c=c, alpha=.6, label=f'{name}: anytime (each exit)')
+            ax.plot([a['mean_mmacs'] for a in r['anytime']], [a['acc_pct'] for a in r['anytime']], 'x--', c=c,
+                    alpha=.6, label=f'{name}: anytime (each exit)')
         op = r['operating_point']
-        ax.plot(op['mean_mmacs'], op['acc_pct'], '*', ms=12, c=c, label=f'{name}: default thresholds' if r.get('budget') else name)
-    ax.set(xlabel='mean executed MMACs per image', ylabel='top-1 accuracy (%)', title=title or 'accuracy vs compute (test split)')
+        ax.plot(op['mean_mmacs'], op['acc_pct'], '*', ms=12, c=c,
+                label=f'{name}: default thresholds' if r.get('budget') else name)
+    ax.set(xlabel='mean executed MMACs per image', ylabel='top-1 accuracy (%)',
+           title=title or 'accuracy vs compute (test split)')
     ax.legend(fontsize=7)
     return ax
 
@@ -429,7 +446,8 @@ def plot_exit_hist(results:dict, # name -> `evaluate_model` result
         pct = r['operating_point']['exit_pct'] if budget is None else r['budget'][budget]['test_exit_pct']
         ax.bar(np.arange(len(pct)) + 1 + (i - (len(results) - 1) / 2) * w, pct, width=w, label=name)
     K = max(len(r['anytime']) for r in results.values())
-    ax.set(xlabel=f'exit ({K} = final classifier)', ylabel='test images (%)', title='where images leave', xticks=range(1, K + 1))
+    ax.set(xlabel=f'exit ({K} = final classifier)', ylabel='test images (%)', title='where images leave',
+           xticks=range(1, K + 1))
     ax.legend(fontsize=7)
     return ax
 
@@ -442,10 +460,14 @@ def plot_expert_usage(result:dict, # an `evaluate_model` result
     if ax is None: _, ax = plt.subplots(figsize=(1 + 0.8 * len(u[0]), 0.6 + 0.5 * len(u)))
     a = np.array([[np.nan if v is None else 100 * v for v in row] for row in u])
     im = ax.imshow(a, cmap='viridis', vmin=0, vmax=100 * result['model']['k'], aspect='auto')
-    for (i, j), v in np.ndenumerate(a): ax.text(j, i, '-' if np.isnan(v) else f'{v:.0f}', ha='center', va='center', fontsize=8, c='w' if v < 50 else 'k')
+    for (i, j), v in np.ndenumerate(a):
+        ax.text(j, i, '-' if np.isnan(v) else f'{v:.0f}', ha='center', va='center', fontsize=8,
+                c='w' if v < 50 else 'k')
     n = result['operating_point']['stage_reached_count']
     ax.set(xticks=range(a.shape[1]), xticklabels=[f'e{j}' for j in range(a.shape[1])], yticks=range(a.shape[0]),
-           yticklabels=[f'stage {s + 1} ({n[s]} img)' for s in range(a.shape[0])], xlabel='expert', title=title or 'expert usage (% of images reaching the stage)')
+           yticklabels=[f'stage {s + 1} ({n[s]} img)' for s in range(a.shape[0])], xlabel='expert',
+           title=title or 'expert usage (% of images reaching the stage)')
+
     ax.figure.colorbar(im, ax=ax, label='%')
     return ax
 
@@ -455,7 +477,8 @@ def plot_reliability(result:dict, # an `evaluate_model` result
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(4, 4))
     rb = result['operating_point']['reliability']
-    M = len(rb['bin_count']); edges = np.linspace(0, 100, M + 1)
+    M = len(rb['bin_count'])
+    edges = np.linspace(0, 100, M + 1)
     acc = [np.nan if v is None else v for v in rb['bin_acc_pct']]
     ax.bar(edges[:-1], acc, width=100 / M, align='edge', edgecolor='k', alpha=.7, label='accuracy')
     ax.plot([0, 100], [0, 100], 'k--', lw=1, label='perfect calibration')

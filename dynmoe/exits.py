@@ -15,7 +15,8 @@ from .core import count_macs
 
 # %% auto #0
 __all__ = ['CONF_FEATURES', 'ExitHead', 'confidence_features', 'confidence', 'exit_distribution', 'temper', 'expected_cost',
-           'run_all_exits', 'first_exit', 'early_exit', 'exit_macs', 'fractions_for_q', 'fit_thresholds']
+           'run_all_exits', 'check_thresholds', 'first_exit', 'early_exit', 'exit_macs', 'fractions_for_q',
+           'fit_thresholds']
 
 # %% ../nbs/04_early_exits.ipynb #c9da9bdc
 class ExitHead(nn.Module):
@@ -23,7 +24,7 @@ class ExitHead(nn.Module):
     def __init__(self,
                  in_ch:int, # channels of the feature map the head reads
                  n_classes:int, # number of classes it predicts
-                 hidden:int|None=None, # None: pool + linear (cheapest); an int: conv3x3 stride 2 to `hidden` channels first
+                 hidden:int|None=None, # None: pool + linear (cheapest); int: a conv3x3/2 to `hidden` channels first
                 ):
         super().__init__()
         for name, v in (('in_ch', in_ch), ('n_classes', n_classes), ('hidden', hidden)):
@@ -46,7 +47,8 @@ CONF_FEATURES = ('maxprob', 'entropy', 'margin')
 def _check_logits(logits):
     if not isinstance(logits, Tensor): raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
     if logits.ndim != 2: raise ValueError(f"logits must be (B, n_classes), got shape {tuple(logits.shape)}")
-    if logits.shape[1] < 2: raise ValueError(f"confidence needs at least 2 classes, got logits of shape {tuple(logits.shape)}")
+    if logits.shape[1] < 2:
+        raise ValueError(f"confidence needs at least 2 classes, got logits of shape {tuple(logits.shape)}")
 
 def confidence_features(logits:Tensor, # (B, C) logits of one exit
                        )->Tensor: # (B, 3) float32: max softmax prob, entropy in nats, top-1 minus top-2 prob
@@ -63,17 +65,20 @@ def confidence(logits:Tensor, # (B, C) logits of one exit
                measure:str='maxprob', # 'maxprob', 'entropy' (as 1 - H/log C) or 'margin'
               )->Tensor: # (B,) float32 in [0, 1], larger = more confident
     "One confidence measure per image, oriented so that larger is more confident."
-    if measure not in CONF_FEATURES: raise ValueError(f"unknown confidence measure {measure!r}; expected one of {CONF_FEATURES}")
+    if measure not in CONF_FEATURES:
+        raise ValueError(f"unknown confidence measure {measure!r}; expected one of {CONF_FEATURES}")
     f = confidence_features(logits)
     if measure == 'entropy': return (1 - f[:, 1] / math.log(logits.shape[1])).clamp(0, 1)
     return f[:, CONF_FEATURES.index(measure)]
 
 # %% ../nbs/04_early_exits.ipynb #8359a09f
 def exit_distribution(p_exit:Tensor, # (B, K-1) probability of leaving at early exit k given that the image reached it
-                     )->Tensor: # (B, K) Pr(k|x): probability of leaving at each exit; rows sum to 1
+                     )->Tensor: # (B, K) Pr(k|x) of leaving at each exit; rows sum to 1
     "Seed 003 Eq. 5: stick-breaking distribution over K exits; the last exit takes what is left."
-    if not isinstance(p_exit, Tensor) or p_exit.ndim != 2: raise ValueError(f"p_exit must be a (B, K-1) tensor, got {getattr(p_exit, 'shape', type(p_exit))}")
-    if torch.isnan(p_exit).any() or (p_exit < 0).any() or (p_exit > 1).any(): raise ValueError("p_exit must hold probabilities in [0, 1] (no NaN)")
+    if not isinstance(p_exit, Tensor) or p_exit.ndim != 2:
+        raise ValueError(f"p_exit must be a (B, K-1) tensor, got {getattr(p_exit, 'shape', type(p_exit))}")
+    if torch.isnan(p_exit).any() or (p_exit < 0).any() or (p_exit > 1).any():
+        raise ValueError("p_exit must hold probabilities in [0, 1] (no NaN)")
     ones = p_exit.new_ones(p_exit.shape[0], 1)
     reach = torch.cumprod(1 - p_exit, dim=1)  # (B, K-1) probability of still running after exit k
     return torch.cat([p_exit, ones], 1) * torch.cat([ones, reach], 1)  # P^k * Pr(reach k)
@@ -85,7 +90,8 @@ def temper(pr:Tensor, # (B, K) exit distribution, e.g. from `exit_distribution`
     "Seed 003 Eq. 9: temper an exit distribution, computed as a softmax of log(Pr)/T."
     if isinstance(T, bool) or not isinstance(T, (int, float)) or not math.isfinite(T) or T <= 0:
         raise ValueError(f"temperature T must be a finite number > 0, got {T!r}")
-    if not isinstance(pr, Tensor) or pr.ndim != 2: raise ValueError(f"pr must be a (B, K) tensor, got {getattr(pr, 'shape', type(pr))}")
+    if not isinstance(pr, Tensor) or pr.ndim != 2:
+        raise ValueError(f"pr must be a (B, K) tensor, got {getattr(pr, 'shape', type(pr))}")
     if torch.isnan(pr).any() or (pr < 0).any() or not (pr.sum(1) > 0).all():
         raise ValueError("pr must be non-negative, without NaN, with a positive sum in every row")
     tiny = torch.finfo(pr.dtype).tiny
@@ -97,21 +103,25 @@ def expected_cost(pr:Tensor, # (B, K) exit distribution
                   cost, # (K,) cost of leaving at each exit (e.g. MACs / full-network MACs), or (B, K) per image
                  )->Tensor: # (B,) expected cost per image, sum_k Pr(k|x) Cost_k
     "Expected cost of each image under its exit distribution (the budget term of seed 003 Eq. 2 and 4)."
-    if not isinstance(pr, Tensor) or pr.ndim != 2: raise ValueError(f"pr must be a (B, K) tensor, got {getattr(pr, 'shape', type(pr))}")
+    if not isinstance(pr, Tensor) or pr.ndim != 2:
+        raise ValueError(f"pr must be a (B, K) tensor, got {getattr(pr, 'shape', type(pr))}")
     cost = torch.as_tensor(cost, dtype=pr.dtype, device=pr.device)
     if cost.shape not in ((pr.shape[1],), tuple(pr.shape)):
-        raise ValueError(f"cost must have shape (K,) = ({pr.shape[1]},) or (B, K) = {tuple(pr.shape)}, got {tuple(cost.shape)}")
+        raise ValueError(f"cost must have shape (K,) = ({pr.shape[1]},) or (B, K) = {tuple(pr.shape)}, got "
+                         f"{tuple(cost.shape)}")
     return (pr * cost).sum(-1)
 
 # %% ../nbs/04_early_exits.ipynb #005c1b9f
 def _check_net(stages, heads)->int:
-    if not all(isinstance(m, nn.Module) for m in list(stages) + list(heads)): raise TypeError("stages and heads must be sequences of nn.Module")
+    if not all(isinstance(m, nn.Module) for m in list(stages) + list(heads)):
+        raise TypeError("stages and heads must be sequences of nn.Module")
     if len(stages) != len(heads) or len(heads) == 0:
-        raise ValueError(f"need one head per stage (the last is the final classifier), got {len(stages)} stages and {len(heads)} heads")
+        raise ValueError(f"need one head per stage (the last is the final classifier), got {len(stages)} stages and "
+                         f"{len(heads)} heads")
     return len(heads)
 
 def run_all_exits(stages:Sequence[nn.Module], # K backbone stages, applied in order
-                  heads:Sequence[nn.Module], # K heads: head k reads stage k's output; the last is the final classifier
+                  heads:Sequence[nn.Module], # K heads: head k reads stage k's output; the last is the final one
                   x:Tensor, # (B, ...) input batch
                  )->list[Tensor]: # K logits tensors (B, n_classes), one per exit
     "Naive reference: run every stage and every exit head on the whole batch."
@@ -123,34 +133,44 @@ def run_all_exits(stages:Sequence[nn.Module], # K backbone stages, applied in or
     return out
 
 # %% ../nbs/04_early_exits.ipynb #24656992
-def _check_thresholds(thresholds, n:int, measure:str|None=None)->Tensor:
-    t = torch.as_tensor(thresholds, dtype=torch.float64).cpu()
-    if t.ndim != 1 or t.numel() != n: raise ValueError(f"thresholds must hold one value per early exit (K-1 = {n}), got shape {tuple(t.shape)}")
-    if torch.isnan(t).any(): raise ValueError("thresholds must not be NaN")
-    if measure is not None and (((t < 0) | (t > 1)) & ~torch.isposinf(t)).any():
-        raise ValueError(f"thresholds for confidence measure {measure!r} must lie in [0, 1] (or be +inf to disable an exit), got {t.tolist()}")
+def check_thresholds(thresholds, # one threshold per early exit (sequence or tensor)
+                     n:int, # early exits of the network (K-1)
+                     unit:str|None='exit probabilities', # what they threshold: [0, 1] or +inf; None: any value
+                     dtype:torch.dtype=torch.float32, # float64 where thresholds sit between float64 scores
+                    )->Tensor: # (n,) on the CPU
+    "Validate exit thresholds: `n` values, no NaN, in [0, 1] (or +inf: never exit) when they threshold `unit`."
+    t = torch.as_tensor(thresholds, dtype=dtype).cpu().flatten()
+    if t.numel() != n:
+        raise ValueError(f"expected {n} exit thresholds (one per early exit, K-1 = {n}), got {t.numel()}")
+    rule = f"; for {unit} they must lie in [0, 1] (or be +inf: never exit)" if unit else ''
+    if t.isnan().any(): raise ValueError(f"exit thresholds must not be NaN{rule}, got {t.tolist()}")
+    if unit and (((t < 0) | (t > 1)) & ~torch.isposinf(t)).any():
+        raise ValueError(f"exit thresholds for {unit} must lie in [0, 1] (or be +inf: never exit), got {t.tolist()}")
     return t
 
 def first_exit(conf:Tensor, # (N, K-1) confidence of each image at each early exit
                thresholds, # (K-1,) threshold per early exit
               )->Tensor: # (N,) long: first exit k with conf[:, k] >= thresholds[k], or K-1 (the final exit) if none
     "Where each image leaves under the threshold rule, from confidences computed beforehand."
-    if not isinstance(conf, Tensor) or conf.ndim != 2: raise ValueError(f"conf must be an (N, K-1) tensor, got {getattr(conf, 'shape', type(conf))}")
-    t = _check_thresholds(thresholds, conf.shape[1]).to(conf.device, conf.dtype)
-    passed = torch.cat([conf >= t, conf.new_ones(conf.shape[0], 1, dtype=torch.bool)], 1)  # (N, K): the final exit always takes
+    if not isinstance(conf, Tensor) or conf.ndim != 2:
+        raise ValueError(f"conf must be an (N, K-1) tensor, got {getattr(conf, 'shape', type(conf))}")
+    t = check_thresholds(thresholds, conf.shape[1], None, torch.float64).to(conf.device, conf.dtype)
+    # (N, K): the final exit always takes
+    passed = torch.cat([conf >= t, conf.new_ones(conf.shape[0], 1, dtype=torch.bool)], 1)
     return passed.int().argmax(1)  # argmax returns the first maximal index
 
 # %% ../nbs/04_early_exits.ipynb #ab008131
 def early_exit(stages:Sequence[nn.Module], # K backbone stages, applied in order
-               heads:Sequence[nn.Module], # K heads: head k reads stage k's output; the last is the final classifier
+               heads:Sequence[nn.Module], # K heads: head k reads stage k's output; the last is the final one
                x:Tensor, # (B, ...) input batch
                thresholds, # (K-1,) confidence an image needs to leave at early exit k, in [0, 1] (+inf: never)
                measure:str='maxprob', # confidence measure, see `confidence`
               )->tuple[Tensor, Tensor]: # logits (B, n_classes) from each image's exit, exit index (B,) long
     "Threshold early exit: after each exit only the images not yet confident enough run the next stage."
     K = _check_net(stages, heads)
-    if measure not in CONF_FEATURES: raise ValueError(f"unknown confidence measure {measure!r}; expected one of {CONF_FEATURES}")
-    thr = _check_thresholds(thresholds, K - 1, measure).tolist()
+    if measure not in CONF_FEATURES:
+        raise ValueError(f"unknown confidence measure {measure!r}; expected one of {CONF_FEATURES}")
+    thr = check_thresholds(thresholds, K - 1, f'confidence measure {measure!r}', torch.float64).tolist()
     if not isinstance(x, Tensor): raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.is_floating_point() and not torch.isfinite(x).all(): raise ValueError("x contains NaN or inf values")
     B = x.shape[0]
@@ -169,13 +189,13 @@ def early_exit(stages:Sequence[nn.Module], # K backbone stages, applied in order
         exit_idx[idx[done]] = k
         keep = (~done).nonzero().squeeze(1)  # (n',) positions within the current sub-batch
         if keep.numel() == 0: break
-        idx, h = idx[keep], h[keep]  # compaction; indexing keeps channels-last (index_select does not)
+        idx, h = idx[keep], h[keep]  # compaction; indexing keeps channels-last (index_select doesn't)
     return out, exit_idx
 
 # %% ../nbs/04_early_exits.ipynb #f5bf2039
 def exit_macs(stages:Sequence[nn.Module], # K backbone stages
               heads:Sequence[nn.Module], # K exit heads
-              x:Tensor, # (B, ...) an input batch; only its first image is run
+              x:Tensor, # (B, ...) an input batch; only its first image runs
              )->Tensor: # (K,) long: MACs per image of leaving at exit k (stages and heads 1..k)
     "MACs one image executes when it leaves at each exit, counted by `count_macs`."
     K = _check_net(stages, heads)
@@ -190,7 +210,8 @@ def exit_macs(stages:Sequence[nn.Module], # K backbone stages
 # %% ../nbs/04_early_exits.ipynb #2cbbf6ae
 def _check_fractions(fractions, K:int)->Tensor:
     f = torch.as_tensor(fractions, dtype=torch.float64).cpu()
-    if f.ndim != 1 or f.numel() != K: raise ValueError(f"fractions must hold one value per exit (K = {K}), got shape {tuple(f.shape)}")
+    if f.ndim != 1 or f.numel() != K:
+        raise ValueError(f"fractions must hold one value per exit (K = {K}), got shape {tuple(f.shape)}")
     if torch.isnan(f).any() or (f < 0).any(): raise ValueError(f"fractions must be non-negative, got {f.tolist()}")
     if abs(f.sum().item() - 1) > 1e-6: raise ValueError(f"fractions must sum to 1, got sum {f.sum().item():.6g}")
     return f
@@ -199,7 +220,8 @@ def fractions_for_q(q:float, # fraction of the images reaching an early exit tha
                     K:int, # number of exits
                    )->Tensor: # (K,) float64 fraction of all images leaving at each exit, summing to 1
     "Seed 003's budget schedule: a fixed fraction q of the images reaching each exit leaves there."
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1: raise ValueError(f"q must be in (0, 1], got {q!r}")
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
+        raise ValueError(f"q must be in (0, 1], got {q!r}")
     if isinstance(K, bool) or not isinstance(K, int) or K < 1: raise ValueError(f"K must be a positive int, got {K!r}")
     k = torch.arange(K - 1, dtype=torch.float64)
     return torch.cat([q * (1 - q)**k, torch.tensor([(1 - q)**(K - 1)], dtype=torch.float64)])
@@ -207,7 +229,8 @@ def fractions_for_q(q:float, # fraction of the images reaching an early exit tha
 # %% ../nbs/04_early_exits.ipynb #cab06026
 def fit_thresholds(conf:Tensor, # (N, K-1) confidences of N validation images at each early exit
                    fractions, # (K,) target fraction of ALL N images leaving at each exit, >= 0, summing to 1
-                  )->Tensor: # (K-1,) thresholds, dtype of `conf`; +inf where no image should leave
+                  )->Tensor: # (K-1,) thresholds, dtype of `conf`; +inf: no image leaves
+
     "Thresholds under which the validation images leave at each exit in the target proportions."
     if not isinstance(conf, Tensor) or conf.ndim != 2 or conf.shape[0] == 0:
         raise ValueError(f"conf must be a non-empty (N, K-1) tensor, got {getattr(conf, 'shape', type(conf))}")
@@ -223,5 +246,6 @@ def fit_thresholds(conf:Tensor, # (N, K-1) confidences of N validation images at
         if n <= 0: continue
         thr[k] = c.topk(n).values[-1]  # the n-th largest: exactly n pass `>=` unless there are ties
         leave = alive & (conf[:, k] >= thr[k])
-        alive &= ~leave; gone += int(leave.sum())
+        alive &= ~leave
+        gone += int(leave.sum())
     return thr

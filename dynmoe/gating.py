@@ -28,14 +28,14 @@ def _check_logits(logits:Tensor, name:str='logits'):
 
 def topk_gate(logits:Tensor, # (B, E) router logits
               k:int, # experts kept per image, 1 <= k <= E
-              renorm:bool=True, # softmax over the kept logits (weights sum to 1); False: the full softmax's probabilities at the kept experts
+              renorm:bool=True, # softmax over the kept logits (sum 1); False: the full softmax's values at the kept
              )->tuple[Tensor,Tensor]: # weights (B, k), idx (B, k) long, largest logit first
     "Keep the `k` largest logits per image (ties to the lower index) and turn them into weights."
     _check_logits(logits)
     E = logits.shape[1]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= E:
         raise ValueError(f"k must be an int in [1, E={E}], got {k!r}")
-    top, idx = logits.sort(dim=1, descending=True, stable=True)   # (B, E); stable: ties keep index order
+    top, idx = logits.sort(dim=1, descending=True, stable=True)   # (B, E); stable: ties keep their order
     top, idx = top[:, :k], idx[:, :k]                              # (B, k)
     w = top.softmax(1) if renorm else logits.softmax(1).gather(1, idx)
     return w, idx
@@ -44,7 +44,8 @@ def topk_gate(logits:Tensor, # (B, E) router logits
 class GateOut(NamedTuple):
     "One routing decision for a batch, in every form its consumers need."
     logits:Tensor  # (B, E) clean router logits x W_g + b (for the z-loss)
-    probs:Tensor   # (B, E) softmax of the logits the gate ranked (noisy / Gumbel-perturbed in training), for the importance and Switch losses
+    # (B, E) softmax of the logits the gate ranked (noisy / Gumbel in training), for the importance and Switch losses
+    probs:Tensor
     weights:Tensor # (B, k) weights of the chosen experts (the Gumbel gate's carry the straight-through gradient)
     idx:Tensor     # (B, k) long, the chosen experts, largest logit first
     combine:Tensor # (B, E) `weights` scattered at `idx`, zeros elsewhere (for `MoEConv.forward_dense`)
@@ -67,9 +68,10 @@ def noisy_topk_load(clean:Tensor, # (B, E) clean logits x W_g
 # %% ../nbs/03_gating.ipynb #6ee23de0
 def gumbel_topk_st(logits:Tensor, # (B, E) router logits
                    k:int, # experts kept per image
-                   tau:float=1.0, # softmax temperature (> 0); lower is closer to the hard choice
+                   tau:float=1.0, # softmax temperature (> 0); lower: closer to the hard choice
                    generator:torch.Generator|None=None, # for the Gumbel noise
-                  )->tuple[Tensor,Tensor,Tensor]: # combine (B, E) hard forward / soft backward, idx (B, k), soft y (B, E)
+                  )->tuple[Tensor,Tensor,Tensor]: # combine (B, E), hard forward / soft backward; idx (B, k); y (B, E)
+
     "Gumbel top-k with the straight-through estimator: sparse hard route forward, softmax gradient backward."
     g = -torch.empty_like(logits).exponential_(generator=generator).log()   # (B, E) Gumbel(0, 1)
     y = (logits + g) / tau
@@ -89,7 +91,7 @@ class Gate(nn.Module):
                  k:int=1, # experts per image
                  kind:str='topk', # 'topk' (softmax top-k), 'noisy' (Shazeer et al. 2017) or 'gumbel' (straight-through)
                  tau:float=1.0, # Gumbel-softmax temperature ('gumbel' only)
-                 renorm:bool|None=None, # renormalise kept weights ('topk', 'noisy'); None: only if k > 1 (at k = 1 Switch's p_i keeps a gradient)
+                 renorm:bool|None=None, # renormalise kept weights; None: only if k > 1 (at k = 1 p_i keeps a gradient)
                 ):
         super().__init__()
         if kind not in self.kinds: raise ValueError(f"kind must be one of {self.kinds}, got {kind!r}")
@@ -97,7 +99,8 @@ class Gate(nn.Module):
             raise ValueError(f"k must be an int in [1, n_experts={n_experts}], got {k!r}")
         if not tau > 0: raise ValueError(f"tau must be > 0, got {tau}")
         if kind == 'gumbel' and renorm is False:
-            raise ValueError("the 'gumbel' gate always renormalises (its gradient comes from the straight-through path)")
+            raise ValueError("the 'gumbel' gate always renormalises "
+                             "(its gradient comes from the straight-through path)")
         self.in_features, self.n_experts, self.k, self.kind, self.tau = in_features, n_experts, k, kind, tau
         self.renorm = k > 1 or kind == 'gumbel' if renorm is None else renorm
         self.proj = nn.Linear(in_features, n_experts)                                    # W_g, b
@@ -105,13 +108,18 @@ class Gate(nn.Module):
         nn.init.zeros_(self.proj.bias)
         if kind == 'topk': nn.init.normal_(self.proj.weight, std=0.01)   # no noise: break ties, stay near uniform
         else: nn.init.zeros_(self.proj.weight)                           # the noise routes at random at first
-        if self.noise is not None: nn.init.zeros_(self.noise.weight); nn.init.zeros_(self.noise.bias)
+        if self.noise is not None:
+            nn.init.zeros_(self.noise.weight)
+            nn.init.zeros_(self.noise.bias)
 
     def macs(self, training:bool=False)->int:
         "MACs per image: C*E for the logits, plus C*E for the noise scale of a training noisy gate."
         return self.in_features * self.n_experts * (2 if training and self.kind == 'noisy' else 1)
 
-    def extra_repr(self): return f"{self.in_features}->{self.n_experts}, k={self.k}, kind={self.kind!r}" + (f", tau={self.tau}" if self.kind == 'gumbel' else '')
+    def extra_repr(self):
+        tau = f", tau={self.tau}" if self.kind == 'gumbel' else ''
+        return f"{self.in_features}->{self.n_experts}, k={self.k}, kind={self.kind!r}{tau}"
+
 
 # %% ../nbs/03_gating.ipynb #5b2b55e2
 @patch
@@ -119,7 +127,8 @@ def forward(self:Gate, x:Tensor, # (B, C) pooled features
            )->GateOut:
     "Route each image: logits, then the kind's top-k rule (noise and straight-through only in training)."
     if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.in_features:
-        raise ValueError(f"Gate expects pooled features (B, {self.in_features}), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        raise ValueError(f"Gate expects pooled features (B, {self.in_features}), got "
+                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
     E, k = self.n_experts, self.k
     with torch.autocast(x.device.type, enabled=False):                  # fp32 router (selective precision)
         x = x.float()
@@ -142,7 +151,9 @@ def cv_squared(x:Tensor, # (E,) per-expert totals
                eps:float=1e-10, # guards the division when all totals are zero
               )->Tensor: # scalar CV^2 = Var(x) / Mean(x)^2
     "Squared coefficient of variation: 0 when all entries are equal, E-1 when one holds everything."
-    if not isinstance(x, Tensor) or x.ndim != 1: raise ValueError(f"cv_squared needs a 1-d tensor of per-expert totals, got {getattr(x, 'shape', type(x).__name__)}")
+    if not isinstance(x, Tensor) or x.ndim != 1:
+        raise ValueError("cv_squared needs a 1-d tensor of per-expert totals, got "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
     x = x.float()
     if x.numel() < 2: return x.new_zeros(())
     return x.var(unbiased=False) / (x.mean() ** 2 + eps)
@@ -150,7 +161,8 @@ def cv_squared(x:Tensor, # (E,) per-expert totals
 # %% ../nbs/03_gating.ipynb #fbb07303
 def _check_be(t:Tensor, name:str):
     "Raise a clear error unless `t` is a (B, E) tensor."
-    if not isinstance(t, Tensor) or t.ndim != 2: raise ValueError(f"{name} must be (B, E), got {getattr(t, 'shape', type(t).__name__)}")
+    if not isinstance(t, Tensor) or t.ndim != 2:
+        raise ValueError(f"{name} must be (B, E), got {getattr(t, 'shape', type(t).__name__)}")
 
 def importance_loss(gates:Tensor, # (B, E) gate values: `GateOut.probs`, or `GateOut.combine` as in Shazeer et al.
                    )->Tensor: # scalar CV^2 of the per-expert sums
@@ -161,7 +173,8 @@ def importance_loss(gates:Tensor, # (B, E) gate values: `GateOut.probs`, or `Gat
 def load_loss(load:Tensor|None, # (E,) `GateOut.load`, the noisy gate's smooth load estimate
              )->Tensor: # scalar CV^2 of the load
     "Shazeer et al.'s load loss: CV^2 of the smooth estimate of images per expert."
-    if load is None: raise ValueError("no load estimate: only a noisy gate in training has one (use switch_loss for the others)")
+    if load is None:
+        raise ValueError("no load estimate: only a noisy gate in training has one (use switch_loss for the others)")
     return cv_squared(load)
 
 # %% ../nbs/03_gating.ipynb #141f0f45
@@ -172,7 +185,8 @@ def switch_loss(probs:Tensor, # (B, E) router probabilities (`GateOut.probs`)
     "Switch Transformer load-balancing loss: E * sum_e f_e * P_e (Fedus et al. 2021, Eq. 4)."
     _check_be(probs, 'probs')
     if idx.ndim != 2 or idx.shape[0] != probs.shape[0] or probs.shape[1] != n_experts:
-        raise ValueError(f"need probs (B, E={n_experts}) and idx (B, k) for the same B, got {tuple(probs.shape)} and {tuple(idx.shape)}")
+        raise ValueError(f"need probs (B, E={n_experts}) and idx (B, k) for the same B, got {tuple(probs.shape)} and "
+                         f"{tuple(idx.shape)}")
     f = torch.bincount(idx.flatten(), minlength=n_experts).float() / idx.numel()   # (E,) fraction of slots
     return n_experts * (f * probs.float().mean(0)).sum()
 

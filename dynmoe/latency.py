@@ -1,4 +1,4 @@
-"""Export a trained DynMoE to ONNX as one graph per segment, run it with onnxruntime on one thread at batch 1 with real early exit and real expert selection, measure what every segment costs in milliseconds, and give the cost-aware loss that table instead of MACs.
+"""A latency lookup table of an exported DynMoE: per-image latency, a latency-priced loss, a camera-stream deadline.
 
 Docs: https://dynmoe.github.io/dynmoe/latency.html.md"""
 
@@ -6,451 +6,45 @@ Docs: https://dynmoe.github.io/dynmoe/latency.html.md"""
 
 # %% ../nbs/12_latency.ipynb #3a228753
 from __future__ import annotations
-import copy, json, logging, os, random, time, warnings
-from contextlib import contextmanager
-from dataclasses import dataclass
+import os, random, time
 from pathlib import Path
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+import matplotlib.pyplot as plt
 from torch import Tensor
-from fastcore.basics import patch
-from .core import save_results, load_results
+from .core import load_results
 from .data import sample_images, corrupt
-from .exits import confidence_features, first_exit
-from .gating import Gate
+from .exits import first_exit
+from .export import OrtNet, OrtOut, require_onnxruntime, graph_cost, fused_path, table_for
 from .losses import exit_costs
-from .models import DynNet
-from .moe import MoEConv
-from .policy import RouteOrExit, check_thresholds, default_thresholds
+from .models import DynNet, PathSpec
 
 # %% auto #0
-__all__ = ['MANIFEST_FORMAT', 'FRAME_KINDS', 'require_onnxruntime', 'ort_session', 'is_trained', 'load_weights',
-           'check_exportable', 'route', 'ExpertPath', 'GateSeg', 'ExitSeg', 'PolicySeg', 'StaticWhole', 'FusedFirst',
-           'FusedStage', 'FusedHead', 'segments', 'export_onnx', 'segment_names', 'table_segments', 'segments_table',
-           'graph_cost', 'path_cost', 'OrtOut', 'OrtNet', 'check_against_torch', 'measure_lut', 'as_lut',
-           'lut_segments', 'prediction_quality', 'plot_prediction', 'using_table', 'use_latency_table',
-           'exit_costs_from_table', 'latency_costs', 'decision_share', 'camera_stream', 'deadline_report', 'exit_path',
-           'exit_costs_per_image', 'choose_thresholds']
+__all__ = ['MODEL_KEYS', 'FRAME_KINDS', 'time_graphs', 'measure_lut', 'as_lut', 'lut_segments', 'prediction_quality',
+           'plot_prediction', 'use_latency_table', 'latency_costs', 'decision_share', 'camera_stream',
+           'deadline_report', 'exit_costs_per_image', 'choose_thresholds']
 
-# %% ../nbs/12_latency.ipynb #2cbb356e
-def require_onnxruntime():
-    "Import onnxruntime, or fail with an `ImportError` that says how to install it."
-    try: import onnxruntime
-    except ImportError: raise ImportError("running exported models needs onnxruntime: `pip install onnxruntime` "
-                                          "(or `pip install dynmoe[export]`)") from None
-    return onnxruntime
-
-def ort_session(path:str|Path, # an .onnx file
-                threads:int=1, # intra-op threads (1: the mobile proxy)
-               ):
-    "An onnxruntime CPU session: `threads` intra-op threads, one inter-op thread, sequential execution, all graph optimisations."
-    ort = require_onnxruntime()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL   # folds BN into convs, fuses conv + ReLU
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
-
-# %% ../nbs/12_latency.ipynb #cf991193
-def is_trained(model:nn.Module)->bool:
-    "True if any batch-norm layer of `model` has seen a training batch (`num_batches_tracked > 0`)."
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.num_batches_tracked is not None]
-    return any(int(m.num_batches_tracked) > 0 for m in bns)
-
-def load_weights(model:DynNet, # the network the weights are for
-                 state, # a state dict, or a `dynmoe.train` checkpoint (dict or path)
-                )->DynNet:
-    "Load `state` into `model` strictly; a `ValueError` naming missing, unexpected and mis-shaped tensors if it does not match."
-    from dynmoe.train import load_checkpoint, CKPT_FORMAT
-    from dynmoe.cli import ema_weights
-    if isinstance(state, (str, Path)): state = load_checkpoint(state)
-    if not isinstance(state, dict): raise TypeError(f"state must be a state dict or a checkpoint, got {type(state).__name__}")
-    if state.get('format') == CKPT_FORMAT: state = ema_weights(state)
-    own = model.state_dict()
-    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and hasattr(state[k], 'shape') and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        what = [f"{n} {len(l)}: {', '.join(l[:4])}{' ...' if len(l) > 4 else ''}" for n, l in
-                (('missing', missing), ('unexpected', unexpected), ('shape mismatches (saved vs model)', shapes)) if l]
-        raise ValueError(f"the weights do not match DynNet(kind={model.kind!r}, backbone={model.backbone!r}, "
-                         f"n_experts={model.E}): " + '; '.join(what))
-    model.load_state_dict(state)
-    return model
-
-def check_exportable(model:DynNet, allow_untrained:bool=False):
-    "Raise a clear error unless `model` is a trained `DynNet` with top-1 routing."
-    if not isinstance(model, DynNet): raise TypeError(f"export_onnx exports a dynmoe.models.DynNet, got {type(model).__name__}")
-    if model.has_moe and model.k != 1:
-        raise ValueError(f"the ONNX runtime supports top-1 routing only (k=1), this model routes k={model.k} experts per "
-                         "image: with k > 1 experts are mixed after every block, which needs one graph per block per expert")
-    if not allow_untrained and not is_trained(model):
-        raise ValueError("this model looks untrained: no batch-norm layer has seen a batch (num_batches_tracked == 0 everywhere); "
-                         "load trained weights, or pass allow_untrained=True to export it anyway")
-
-# %% ../nbs/12_latency.ipynb #2777b7ab
-def _gap(h:Tensor)->Tensor: return F.adaptive_avg_pool2d(h, 1).flatten(1)  # (1, C)
-
-def route(logits:Tensor, # (1, E) router logits
-          gate:Gate, # the gate whose eval-mode rule to apply
-         )->tuple[Tensor,Tensor]: # weights (1, k), idx (1, k)
-    "`Gate.forward`'s eval-mode top-k rule with exportable operators."
-    h = logits / gate.tau if gate.kind == 'gumbel' else logits
-    top, idx = h.topk(gate.k, 1)
-    return (top.softmax(1) if gate.renorm else h.softmax(1).gather(1, idx)), idx
-
-class ExpertPath(nn.Module):
-    "Expert `e`'s path through all blocks of a stage body (`MoEConv`'s top-1 path), weighted by the gate weight `w`."
-    def __init__(self, body:MoEConv, e:int):
-        super().__init__()
-        self.branches, self.residual = nn.ModuleList(b[e] for b in body.blocks), body.residual
-    def forward(self, h:Tensor, w:Tensor|None=None)->Tensor:  # h (1, C, H, W), w (1, 1) or None (dense stage: weight 1)
-        for f in self.branches:
-            y = f(h) if w is None else w.view(-1, 1, 1, 1) * f(h)
-            h = F.relu(h + y) if self.residual else F.relu(y)
-        return h
-
-class GateSeg(nn.Module):
-    "A stage's gate: pooled features -> top-k routing."
-    def __init__(self, gate:Gate): super().__init__(); self.gate = gate
-    def forward(self, h): return route(self.gate.proj(_gap(h)), self.gate)
-
-class ExitSeg(nn.Module):
-    "An exit head that also returns the pooled features its policy reads (one pooling for both)."
-    def __init__(self, head:nn.Module): super().__init__(); self.head = head
-    def forward(self, h):
-        f = _gap(h)                                                   # (1, C)
-        return (self.head.fc(f) if isinstance(self.head.body, nn.Identity) else self.head(h)), f
-
-class PolicySeg(nn.Module):
-    "A stage's exit policy: pooled features and exit logits -> exit score (and, for route-or-exit, the next stage's routing)."
-    def __init__(self, policy:nn.Module): super().__init__(); self.policy = policy
-    def forward(self, f, z):
-        p = self.policy
-        if not isinstance(p, RouteOrExit): return p(f, z).exit_score
-        u = p.norm(torch.cat([f, confidence_features(z)], 1))        # (1, C + 3), as RouteOrExit.forward
-        g = p.gate.proj(u)                                            # (1, E) expert logits
-        p_exit = torch.cat([p.exit(u), g], 1).softmax(1)[:, 0]        # (1,) P(exit) of {exit, e_1..e_E}
-        return (p_exit, *route(g, p.gate))
-
-class StaticWhole(nn.Module):
-    "A static (one-expert) DynNet as one graph: stem, every stage, final head."
-    def __init__(self, m:DynNet):
-        super().__init__()
-        self.stem, self.trunks, self.final = m.stem, m.trunks, m.final
-        self.bodies = nn.ModuleList(ExpertPath(b, 0) for b in m.bodies)
-    def forward(self, x):
-        h = self.stem(x)
-        for t, b in zip(self.trunks, self.bodies): h = b(t(h))
-        return self.final(h)
-
-# %% ../nbs/12_latency.ipynb #dd595f18
-class FusedFirst(nn.Module):
-    "stem + gate.0 as one graph."
-    def __init__(self, m:DynNet): super().__init__(); self.stem, self.gate = m.stem, GateSeg(m.gates[0])
-    def forward(self, x): h = self.stem(x); return (h, *self.gate(h))
-
-class FusedStage(nn.Module):
-    "trunk.s + expert.s.e (+ the final head after the last stage) as one graph."
-    def __init__(self, m:DynNet, s:int, e:int):
-        super().__init__()
-        self.trunk, self.expert, self.final = m.trunks[s], ExpertPath(m.bodies[s], e), m.final if s == m.S - 1 else None
-    def forward(self, h, w=None):
-        h = self.expert(self.trunk(h), w)
-        return self.final(h) if self.final is not None else h
-
-class FusedHead(nn.Module):
-    "exit.s + policy.s as one graph: logits, exit score (and the next stage's routing)."
-    def __init__(self, m:DynNet, s:int): super().__init__(); self.exit, self.policy = ExitSeg(m.exits[s]), PolicySeg(m.policies[s])
-    def forward(self, h):
-        z, f = self.exit(h); r = self.policy(f, z)
-        return (z, *r) if isinstance(r, tuple) else (z, r)
-
-# %% ../nbs/12_latency.ipynb #ac9ed07a
-@torch.no_grad()
-def segments(m:DynNet, # the network (eval mode)
-             fused:bool=True, # also the fused graphs (names joined by '+')
-            )->dict: # name: (module, example inputs, input names, output names)
-    "Every graph to export, in path order: the segments, the fused graphs, and the static network whole."
-    segs = {}
-    def add(name, mod, args, ins, outs):
-        segs[name] = (mod, args, ins, outs)
-        return mod(*args)
-    x = torch.zeros(1, m.in_ch, m.img_size, m.img_size)
-    h = add('stem', m.stem, (x,), ['x'], ['h'])
-    w = add('gate.0', GateSeg(m.gates[0]), (h,), ['h'], ['w', 'idx'])[0] if m.has_moe else None
-    if fused and m.has_moe: add('stem+gate.0', FusedFirst(m), (x,), ['x'], ['h', 'w', 'idx'])
-    wi, routed = (['h', 'w'], (w,)) if m.has_moe else (['h'], ())
-    for s in range(m.S):
-        h_in = h
-        h = add(f'trunk.{s}', m.trunks[s], (h,), ['h'], ['h_out'])
-        for e in reversed(range(m.E)):   # expert 0 last: its output goes on
-            out = add(f'expert.{s}.{e}', ExpertPath(m.bodies[s], e), (h, *routed), wi, ['h_out'])
-            if fused: add(f'trunk.{s}+expert.{s}.{e}' + ('+final' if s == m.S - 1 else ''), FusedStage(m, s, e), (h_in, *routed), wi,
-                          ['z'] if s == m.S - 1 else ['h_out'])
-        h = out
-        if s == m.S - 1: add('final', m.final, (h,), ['h'], ['z']); break
-        if m.has_exits:
-            z, f = add(f'exit.{s}', ExitSeg(m.exits[s]), (h,), ['h'], ['z', 'f'])
-            r = add(f'policy.{s}', PolicySeg(m.policies[s]), (f, z), ['f', 'z'], ['score', 'w', 'idx'] if m.routes_by_policy else ['score'])
-            if fused: add(f'exit.{s}+policy.{s}', FusedHead(m, s), (h,), ['h'], ['z', 'score', 'w', 'idx'] if m.routes_by_policy else ['z', 'score'])
-            if m.routes_by_policy: routed = (r[1],)
-        if m.has_moe and not m.routes_by_policy: routed = (add(f'gate.{s+1}', GateSeg(m.gates[s+1]), (h,), ['h'], ['w', 'idx'])[0],)
-    if m.kind == 'static': add('whole', StaticWhole(m), (x,), ['x'], ['z'])
-    return segs
-
-# %% ../nbs/12_latency.ipynb #9306671e
-MANIFEST_FORMAT = 'dynmoe.latency/1'
-
-@contextmanager
-def _quiet(name:str):
-    "Silence logger `name` below ERROR inside the context."
-    log = logging.getLogger(name); old = log.level; log.setLevel(logging.ERROR)
-    try: yield
-    finally: log.setLevel(old)
-
-def export_onnx(model:DynNet, # a trained DynNet (k = 1)
-                folder:str|Path, # where the graphs and manifest.json go (created)
-                state=None, # weights to load first: a state dict or a dynmoe.train checkpoint (see `load_weights`)
-                allow_untrained:bool=False, # export a never-trained network anyway (tests, demos)
-                dynamo:bool=False, # True: torch.export-based exporter (slower to export, opset 23)
-                opset:int|None=None, # default: 20 (TorchScript exporter), 23 (dynamo)
-                fused:bool=True, # also export the fused graphs (see `segments`)
-                mean:tuple|None=None, std:tuple|None=None, # per-channel normalisation of [0, 1] images, for `OrtNet.preprocess`
-               )->Path: # the folder
-    "Export `model` as per-segment ONNX graphs (batch 1) plus a manifest for `OrtNet`."
-    if state is not None: load_weights(model, state)
-    check_exportable(model, allow_untrained)
-    m = copy.deepcopy(model).float().cpu().eval()
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    opset = opset or (23 if dynamo else 20)
-    files = {}
-    for name, (mod, args, ins, outs) in segments(m, fused).items():
-        files[name] = f'{name}.onnx'
-        with warnings.catch_warnings(), _quiet('torch.onnx'):
-            warnings.simplefilter('ignore')   # the TorchScript exporter's deprecation and tracer warnings, the dynamo exporter's log
-            kw = dict(verbose=False) if dynamo else dict(do_constant_folding=True)
-            torch.onnx.export(mod.eval(), args, str(folder/files[name]), input_names=ins, output_names=outs,
-                              opset_version=opset, dynamo=dynamo, **kw)
-    thr = default_thresholds(m.policy_name, m.K - 1, m.measure).tolist() if m.has_exits else []
-    manifest = dict(format=MANIFEST_FORMAT, kind=m.kind, backbone=m.backbone, n_classes=m.n_classes, in_ch=m.in_ch,
-                    img_size=m.img_size, S=m.S, K=m.K, E=m.E, k=m.k, has_moe=m.has_moe, has_exits=m.has_exits,
-                    routes_by_policy=m.routes_by_policy, policy=m.policy_name, measure=m.measure, default_thresholds=thr,
-                    macs=m.macs_table(), files=files, fused=fused, opset=opset, exporter='dynamo' if dynamo else 'torchscript',
-                    torch=torch.__version__, mean=list(mean) if mean is not None else None, std=list(std) if std is not None else None)
-    (folder/'manifest.json').write_text(json.dumps(manifest, indent=1))
-    return folder
-
-# %% ../nbs/12_latency.ipynb #3dcfe02b
-def segment_names(meta:dict)->list[str]:
-    "The segments of an exported network (not the fused graphs, not `whole`), from its manifest."
-    S, E, K = meta['S'], meta['E'], meta['K']
-    gates = (['gate.0'] if meta['routes_by_policy'] else [f'gate.{s}' for s in range(S)]) if meta['has_moe'] else []
-    return (['stem'] + gates + [f'trunk.{s}' for s in range(S)] + [f'expert.{s}.{e}' for s in range(S) for e in range(E)]
-            + [f'exit.{s}' for s in range(K - 1)] + [f'policy.{s}' for s in range(K - 1)] + ['final'])
-
-def table_segments(meta:dict, t:dict)->dict:
-    "A `macs_table`-shaped table (stem, trunk, experts, exit, policy, gate, final) as {segment: value}."
-    d = {'stem': t['stem'], 'final': t['final']}
-    for s in range(meta['S']):
-        d[f'trunk.{s}'] = t['trunk'][s]; d[f'gate.{s}'] = t['gate'][s]
-        for e in range(meta['E']): d[f'expert.{s}.{e}'] = t['experts'][s][e]
-    for s in range(meta['K'] - 1): d[f'exit.{s}'], d[f'policy.{s}'] = t['exit'][s], t['policy'][s]
-    return {n: d[n] for n in segment_names(meta)}
-
-def segments_table(meta:dict, seg:dict)->dict:
-    "The inverse of `table_segments`: {segment: value} as a `macs_table`-shaped table (0 where a stage has no gate)."
-    S, E, K = meta['S'], meta['E'], meta['K']
-    return dict(stem=seg['stem'], trunk=[seg[f'trunk.{s}'] for s in range(S)],
-                experts=[[seg[f'expert.{s}.{e}'] for e in range(E)] for s in range(S)],
-                exit=[seg[f'exit.{s}'] for s in range(K - 1)], policy=[seg[f'policy.{s}'] for s in range(K - 1)],
-                gate=[seg.get(f'gate.{s}', 0) for s in range(S)], final=seg['final'])
-
-def graph_cost(name:str, per_segment:dict):
-    "A graph's entry in `per_segment`, or for a fused graph without one, the sum over the segments in its name."
-    return per_segment[name] if name in per_segment else sum(per_segment[n] for n in name.split('+'))
-
-def path_cost(paths:list, # per image, the graphs it ran
-              per_segment:dict, # {graph: cost}, e.g. a LUT's `segments` (ms) or `table_segments` of a MAC table
-             )->np.ndarray: # (B,) summed cost per image
-    "Sum a per-graph table along each image's path."
-    return np.array([sum(graph_cost(n, per_segment) for n in p) for p in paths], dtype=np.float64)
-
-# %% ../nbs/12_latency.ipynb #ff44f4c4
-@dataclass
-class OrtOut:
-    "Per-image results of the onnxruntime runtime."
-    logits:Tensor  # (B, n_classes) logits of the exit each image took
-    exit:Tensor    # (B,) exit index, 0 .. K-1
-    experts:Tensor # (B, S, 1) expert run at each stage, -1 where not reached
-    macs:Tensor    # (B,) MACs executed (the exported MAC table summed along the path)
-    ms:Tensor      # (B,) float64 wall-clock ms of each image's whole loop
-    paths:list     # per image: the graphs it ran, in order
-    forced:Tensor  # (B,) bool: left early because continuing would miss the deadline
-
-class OrtNet:
-    "An exported DynNet run by onnxruntime, one image at a time, with `DynNet.infer`'s control flow."
-    def __init__(self,
-                 folder:str|Path, # written by `export_onnx`
-                 threads:int=1, # intra-op threads per session (1: the mobile proxy)
-                 fused:bool=False, # run the fused graphs (cut only at decision points)
-                ):
-        folder = Path(folder)
-        if not (folder/'manifest.json').exists(): raise FileNotFoundError(f"{folder/'manifest.json'} not found: export the model with export_onnx first")
-        meta = json.loads((folder/'manifest.json').read_text())
-        if meta.get('format') != MANIFEST_FORMAT: raise ValueError(f"{folder} holds no {MANIFEST_FORMAT} export (format {meta.get('format')!r})")
-        if fused and not meta['fused']: raise ValueError(f"{folder} was exported without fused graphs: export_onnx(..., fused=True)")
-        self.meta, self.threads, self.folder, self.fused = meta, threads, folder, fused
-        for k in ('kind', 'S', 'K', 'E', 'has_moe', 'has_exits', 'routes_by_policy', 'in_ch', 'img_size', 'n_classes'): setattr(self, k, meta[k])
-        self.sessions = {n: ort_session(folder/f, threads) for n, f in meta['files'].items()}
-        self.inputs = {n: [i.name for i in s.get_inputs()] for n, s in self.sessions.items()}
-        self.macs = {**table_segments(meta, meta['macs']), 'whole': _full_macs(meta['macs'])}
-        self._w1 = np.ones((1, 1), np.float32)
-        S, E, K = self.S, self.E, self.K   # the graph names the loop uses, built once
-        self._trunk, self._exit, self._policy = [f'trunk.{s}' for s in range(S)], [f'exit.{s}' for s in range(K - 1)], [f'policy.{s}' for s in range(K - 1)]
-        self._expert = [[f'expert.{s}.{e}' for e in range(E)] for s in range(S)]
-        self._gate = [f'gate.{s}' for s in range(S)]
-        self._stage = [[f'trunk.{s}+expert.{s}.{e}' + ('+final' if s == S - 1 else '') for e in range(E)] for s in range(S)]
-        self._head = [f'exit.{s}+policy.{s}' for s in range(K - 1)]
-
-    def run(self, name:str, **feeds)->list:
-        "Run one graph; `feeds` may hold more inputs than the graph takes (exporters drop unused ones)."
-        return self.sessions[name].run(None, {k: feeds[k] for k in self.inputs[name]})
-
-    def __repr__(self): return (f"OrtNet({self.kind}, {self.meta['backbone']}, {len(self.sessions)} graphs, "
-                                f"{'fused' if self.fused else 'per-segment'}, {self.threads} thread(s), {self.folder})")
-
-def _full_macs(t:dict)->int:
-    return t['stem'] + sum(t['trunk']) + sum(map(sum, t['experts'])) + sum(t['exit']) + sum(t['policy']) + sum(t['gate']) + t['final']
-
-# %% ../nbs/12_latency.ipynb #ea5e24ea
-@patch
-def _one(self:OrtNet, x:np.ndarray, thr:list, next_ms:list|None, deadline_ms:float|None):
-    "One image (1, C, H, W) through the graphs: logits, exit, experts, path, forced, ms."
-    S, run, fused = self.S, self.run, self.fused
-    t0 = time.perf_counter()
-    if self.has_moe and fused: h, w, idx = run('stem+gate.0', x=x); path = ['stem+gate.0']
-    else:
-        h, = run('stem', x=x); path = ['stem']
-        if self.has_moe: w, idx = run('gate.0', h=h); path.append('gate.0')
-        else: w, idx = self._w1, None
-    experts, exit_, forced = [-1] * S, self.K - 1, False
-    for s in range(S):
-        e = int(idx[0, 0]) if idx is not None else 0
-        if fused: n = self._stage[s][e]; h, = run(n, h=h, w=w); path.append(n)
-        else:
-            h, = run(self._trunk[s], h=h); h, = run(self._expert[s][e], h=h, w=w); path += [self._trunk[s], self._expert[s][e]]
-            if s == S - 1: h, = run('final', h=h); path.append('final')
-        experts[s] = e
-        if s == S - 1: z = h; break
-        if self.has_exits:
-            if fused: z, *o = run(self._head[s], h=h); path.append(self._head[s])
-            else: z, f = run(self._exit[s], h=h); o = run(self._policy[s], f=f, z=z); path += [self._exit[s], self._policy[s]]
-            if o[0][0] >= thr[s]: exit_ = s; break
-            if self.routes_by_policy: w, idx = o[1], o[2]
-        if self.has_moe and not self.routes_by_policy: w, idx = run(self._gate[s + 1], h=h); path.append(self._gate[s + 1])
-        if next_ms is not None and self.has_exits:
-            if (time.perf_counter() - t0) * 1e3 + next_ms[s + 1][int(idx[0, 0]) if idx is not None else 0] > deadline_ms:
-                exit_, forced = s, True; break
-    return z[0], exit_, experts, path, forced, (time.perf_counter() - t0) * 1e3
-
-# %% ../nbs/12_latency.ipynb #78a976d5
-@patch
-def _check_images(self:OrtNet, x)->np.ndarray:
-    "Images as a contiguous float32 (B, C, H, W) array, or a clear error."
-    if isinstance(x, Tensor): x = x.detach().cpu().float().contiguous().numpy() if x.is_floating_point() else x.numpy()
-    if not isinstance(x, np.ndarray) or x.ndim != 4 or x.shape[1] != self.in_ch:
-        raise ValueError(f"expected images of shape (B, {self.in_ch}, H, W), got {getattr(x, 'shape', type(x).__name__)}")
-    if x.shape[-2:] != (self.img_size, self.img_size):
-        raise ValueError(f"this model was exported for {self.img_size}x{self.img_size} images, got {x.shape[-2]}x{x.shape[-1]}")
-    if not np.issubdtype(x.dtype, np.floating): raise TypeError(f"expected normalised float images, got {x.dtype} (use OrtNet.preprocess on uint8 images)")
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-@patch
-def infer(self:OrtNet,
-          x, # (B, C, H, W) normalised float images (tensor or array); run one at a time
-          thresholds=None, # (K-1,) exit thresholds (default: the policy's); +inf never exits
-          deadline_ms:float|None=None, # per-image deadline (needs `lut`): leave early rather than miss it
-          lut:dict|None=None, # a latency table from `measure_lut` (for `deadline_ms`)
-          margin:float=1.0, # multiplies the table's prediction of the next stage (LUT sums run short in a path; see `prediction_quality`)
-          whole:bool=False, # static networks: run the one-graph export instead of the segments
-         )->OrtOut:
-    "Dynamic inference with onnxruntime at batch 1: real early exit, only the chosen expert's graph runs."
-    x = self._check_images(x)
-    thr = (check_thresholds(thresholds if thresholds is not None else self.meta['default_thresholds'], self.K - 1,
-                            self.meta['policy'], self.meta['measure']).tolist() if self.has_exits else [])
-    if whole and 'whole' not in self.sessions: raise ValueError(f"only static networks have a one-graph export; this one is {self.kind!r}")
-    next_ms = None
-    if deadline_ms is not None:
-        if lut is None: raise ValueError("deadline_ms needs a latency table (lut=measure_lut(...)) to predict the next stage's cost")
-        sg = lut_segments(lut, self.meta)
-        nxt = lambda s, e: ([self._stage[s][e]] + ([self._head[s]] if s < self.S - 1 else []) if self.fused else
-                            [self._trunk[s], self._expert[s][e]] + ([self._exit[s], self._policy[s]] if s < self.S - 1 else ['final']))
-        next_ms = [[margin * sum(graph_cost(n, sg) for n in nxt(s, e)) for e in range(self.E)] for s in range(self.S)]
-    B = len(x)
-    logits, exit_ = np.empty((B, self.n_classes), np.float32), np.full(B, self.K - 1)
-    experts, ms, forced, paths = np.full((B, self.S, 1), -1), np.empty(B), np.zeros(B, bool), []
-    for j in range(B):
-        if whole:
-            t0 = time.perf_counter(); z, = self.run('whole', x=x[j:j+1]); ms[j] = (time.perf_counter() - t0) * 1e3
-            logits[j], experts[j, :, 0] = z[0], 0; paths.append(['whole'])
-            continue
-        logits[j], exit_[j], experts[j, :, 0], p, forced[j], ms[j] = self._one(x[j:j+1], thr, next_ms, deadline_ms)
-        paths.append(p)
-    return OrtOut(torch.from_numpy(logits), torch.from_numpy(exit_), torch.from_numpy(experts),
-                  torch.from_numpy(path_cost(paths, self.macs).astype(np.int64)), torch.from_numpy(ms), paths, torch.from_numpy(forced))
-
-@patch
-def preprocess(self:OrtNet, u8:Tensor)->Tensor:
-    "uint8 images (B, C, H, W) -> normalised float32, with the mean and std given at export."
-    if self.meta.get('mean') is None: raise ValueError("this export carries no normalisation: pass mean= and std= to export_onnx")
-    mean, std = torch.tensor(self.meta['mean'])[:, None, None], torch.tensor(self.meta['std'])[:, None, None]
-    return (u8.float() / 255 - mean) / std
-
-# %% ../nbs/12_latency.ipynb #0bebf035
-@torch.no_grad()
-def check_against_torch(model:DynNet, # the network that was exported (eval mode)
-                        rt:OrtNet, # its export
-                        x:Tensor, # (B, C, H, W) normalised images
-                        thresholds=None, # exit thresholds for both
-                        tol:float=1e-4, # exit scores this close to a threshold may flip either way
-                       )->dict:
-    "Run `x` through PyTorch (`DynNet.infer`) and onnxruntime; how often they agree, and by how much logits differ."
-    model.eval(); x = x.float().contiguous()
-    ref, got = model.infer(x, thresholds), rt.infer(x, thresholds)
-    same = lambda a, b: (a == b).flatten(1).all(1) if a.ndim > 1 else a == b
-    pred, ex, exp = same(ref.logits.argmax(1), got.logits.argmax(1)), same(ref.exit, got.exit), same(ref.experts, got.experts)
-    near = torch.zeros(len(x), dtype=torch.bool)
-    if model.has_exits:
-        thr = check_thresholds(thresholds if thresholds is not None else rt.meta['default_thresholds'], model.K - 1)
-        near = ((model(x).exit_scores.float() - thr).abs() < tol).any(1)
-    diff = (ref.logits - got.logits).abs().amax(1)[ex]
-    return dict(n=len(x), same_prediction=pred.float().mean().item(), same_exit=ex.float().mean().item(),
-                same_experts=exp.float().mean().item(), same_macs=(ref.macs == got.macs).float().mean().item(),
-                max_logit_diff=diff.max().item() if len(diff) else 0.0, near_threshold=int(near.sum()),
-                disagree_not_near=int((~(ex & exp & pred) & ~near).sum()))
+# %% ../nbs/12_latency.ipynb #a0117ea2
+def time_graphs(rt:OrtNet, # the runtime whose sessions to time
+                feeds:dict, # {graph: inputs}, e.g. `rt.example_feeds(x)`
+                repeats:int=200, # timed rounds; each runs every graph once
+                warmup:int=10, # untimed rounds first
+                seed:int=0, # shuffles the order within rounds
+               )->dict: # {graph: [ms per timed round]}
+    "Time single calls of every graph in interleaved rounds, each round in a fresh random order."
+    rng, names, times = random.Random(seed), list(feeds), {n: [] for n in feeds}
+    for r in range(warmup + repeats):
+        rng.shuffle(names)
+        for n in names:
+            run, f = rt.sessions[n].run, feeds[n]
+            t0 = time.perf_counter()
+            run(None, f)
+            t = time.perf_counter() - t0
+            if r >= warmup: times[n].append(t * 1e3)
+    return times
 
 # %% ../nbs/12_latency.ipynb #edadc3e1
-def _segment_feeds(rt:OrtNet, x:np.ndarray)->dict:
-    "Realistic inputs for every graph: one image down the deepest path (stage bodies continue from expert 0)."
-    feeds = {'stem': dict(x=x), 'stem+gate.0': dict(x=x), 'whole': dict(x=x)}
-    h, = rt.run('stem', x=x); w = rt._w1
-    if rt.has_moe: feeds['gate.0'] = dict(h=h); w = rt.run('gate.0', h=h)[0]
-    for s in range(rt.S):
-        for n in rt._stage[s]: feeds[n] = dict(h=h, w=w)
-        feeds[f'trunk.{s}'] = dict(h=h); h, = rt.run(f'trunk.{s}', h=h)
-        for e in range(rt.E): feeds[f'expert.{s}.{e}'] = dict(h=h, w=w)
-        h, = rt.run(f'expert.{s}.0', h=h, w=w)
-        if s == rt.S - 1: feeds['final'] = dict(h=h); break
-        if rt.has_exits:
-            feeds[f'exit.{s}'] = feeds[f'exit.{s}+policy.{s}'] = dict(h=h); z, f = rt.run(f'exit.{s}', h=h)
-            feeds[f'policy.{s}'] = dict(f=f, z=z); o = rt.run(f'policy.{s}', f=f, z=z)
-            if rt.routes_by_policy: w = o[1]
-        if rt.has_moe and not rt.routes_by_policy: feeds[f'gate.{s+1}'] = dict(h=h); w = rt.run(f'gate.{s+1}', h=h)[0]
-    return {n: {k: f[k] for k in rt.inputs[n]} for n, f in feeds.items() if n in rt.sessions}
+MODEL_KEYS = ('kind', 'backbone', 'S', 'K', 'E', 'k', 'has_moe', 'has_exits', 'routes_by_policy', 'policy')
 
 def measure_lut(rt:OrtNet, # the runtime to time
                 x=None, # one normalised image (1, C, H, W) (default: zeros; convolution time does not depend on values)
@@ -458,40 +52,32 @@ def measure_lut(rt:OrtNet, # the runtime to time
                 warmup:int=10, # untimed rounds first
                 seed:int=0, # shuffles the order within rounds
                )->dict:
-    "Median latency (ms) of every graph of `rt`'s export on its runtime, timed in interleaved rounds: the latency lookup table."
+    "Median latency (ms) of every graph of `rt`'s export, timed in interleaved rounds: the latency lookup table."
     x = rt._check_images(x if x is not None else torch.zeros(1, rt.in_ch, rt.img_size, rt.img_size))[:1]
-    feeds, rng = _segment_feeds(rt, x), random.Random(seed)
-    names, times = list(feeds), {n: [] for n in feeds}
     load = os.getloadavg()
-    for r in range(warmup + repeats):
-        rng.shuffle(names)
-        for n in names:
-            run, f = rt.sessions[n].run, feeds[n]
-            t0 = time.perf_counter(); run(None, f); t = time.perf_counter() - t0
-            if r >= warmup: times[n].append(t * 1e3)
-    seg = {n: float(np.median(times[n])) for n in feeds}
-    return dict(model={k: rt.meta[k] for k in ('kind', 'backbone', 'S', 'K', 'E', 'k', 'has_moe', 'has_exits', 'routes_by_policy', 'policy')},
-                runtime=dict(onnxruntime=require_onnxruntime().__version__, threads=rt.threads, inter_op_threads=1,
-                             execution='sequential', batch=1, exporter=rt.meta['exporter'], opset=rt.meta['opset']),
-                repeats=repeats, warmup=warmup, segments=seg,
-                iqr={n: [float(np.percentile(times[n], 25)), float(np.percentile(times[n], 75))] for n in feeds},
-                table=segments_table(rt.meta, seg), macs=rt.meta['macs'], loadavg_before=list(load), loadavg_after=list(os.getloadavg()))
+    times = time_graphs(rt, rt.example_feeds(x), repeats, warmup, seed)
+    runtime = dict(onnxruntime=require_onnxruntime().__version__, threads=rt.threads, inter_op_threads=1,
+                   execution='sequential', batch=1, exporter=rt.meta['exporter'], opset=rt.meta['opset'])
+    return dict(model={k: rt.meta[k] for k in MODEL_KEYS}, runtime=runtime, repeats=repeats, warmup=warmup,
+                segments={n: float(np.median(t)) for n, t in times.items()},
+                iqr={n: [float(np.percentile(t, 25)), float(np.percentile(t, 75))] for n, t in times.items()},
+                macs=rt.meta['macs'], loadavg_before=list(load), loadavg_after=list(os.getloadavg()))
 
+# %% ../nbs/12_latency.ipynb #0a70751d
 def as_lut(lut)->dict:
     "A latency table from `measure_lut`'s dict, a results file holding one, or its path."
     if isinstance(lut, (str, Path)): lut = load_results(lut)
     if isinstance(lut, dict) and 'results' in lut and 'meta' in lut: lut = lut['results']
-    if not isinstance(lut, dict) or not {'segments', 'table', 'model'} <= set(lut):
-        raise ValueError("not a latency table: expected the dict measure_lut returns (with 'segments', 'table' and 'model')")
+    if not isinstance(lut, dict) or not {'segments', 'model'} <= set(lut):
+        raise ValueError("not a latency table: expected the dict measure_lut returns (with 'segments' and 'model')")
     return lut
 
+# %% ../nbs/12_latency.ipynb #b138e3c9
 def lut_segments(lut, meta:dict|None=None)->dict:
-    "The {segment: ms} of a latency table, checked against an export's manifest if given."
+    "The {graph: ms} of a latency table, checked against an export's manifest (or a `PathSpec`'s keys) if given."
     lut = as_lut(lut)
-    if meta is not None:
-        missing = [n for n in segment_names(meta) if n not in lut['segments']]
-        if missing: raise ValueError(f"the latency table does not fit this {meta['kind']} network: no entry for {missing[:4]}")
-    return lut['segments']
+    if meta is None: return lut['segments']
+    return table_for(PathSpec.from_meta(meta), lut['segments'], f"{meta.get('kind', '')} network")
 
 # %% ../nbs/12_latency.ipynb #8d9f2a8c
 def prediction_quality(measured:np.ndarray, # (N,) measured ms per image
@@ -499,62 +85,53 @@ def prediction_quality(measured:np.ndarray, # (N,) measured ms per image
                       )->dict:
     "How well LUT sums predict measured per-image latency: Pearson correlation, median relative error, median ratio."
     m, p = np.asarray(measured, np.float64), np.asarray(predicted, np.float64)
-    if m.shape != p.shape or m.ndim != 1 or len(m) < 2: raise ValueError(f"need two equal-length vectors of >= 2 latencies, got {m.shape} and {p.shape}")
-    return dict(n=len(m), pearson_r=float(np.corrcoef(m, p)[0, 1]), median_rel_error=float(np.median(np.abs(p - m) / m)),
+    if m.shape != p.shape or m.ndim != 1 or len(m) < 2:
+        raise ValueError(f"need two equal-length vectors of >= 2 latencies, got {m.shape} and {p.shape}")
+    return dict(n=len(m), pearson_r=float(np.corrcoef(m, p)[0, 1]),
+                median_rel_error=float(np.median(np.abs(p - m) / m)),
                 median_measured_over_predicted=float(np.median(m / p)))
 
+# %% ../nbs/12_latency.ipynb #de5603a0
 def plot_prediction(measured, predicted, exits=None, ax=None, title=''):
     "Scatter of measured against LUT-predicted per-image latency (ms), coloured by exit."
-    import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(4.5, 4))[1]
     q = prediction_quality(measured, predicted)
     ax.scatter(predicted, measured, c=exits, s=6, cmap='viridis', alpha=.6)
     lo, hi = min(np.min(predicted), np.min(measured)), np.percentile(measured, 99)
     ax.plot([lo, hi], [lo, hi], 'k--', lw=1)
-    ax.set(xlabel='predicted latency: sum of LUT entries on the path (ms)', ylabel='measured latency (ms)', ylim=(lo * .9, hi * 1.1),
+    ax.set(xlabel='predicted latency: sum of LUT entries on the path (ms)', ylabel='measured latency (ms)',
+           ylim=(lo * .9, hi * 1.1),
            title=f"{title}r = {q['pearson_r']:.3f}, median |rel. error| {100 * q['median_rel_error']:.1f} %")
     return ax
 
 # %% ../nbs/12_latency.ipynb #c9e9a42c
-@contextmanager
-def using_table(model:DynNet, table:dict):
-    "Inside this context `model.macs_table()` returns `table` (and `full_macs()` its full-path total)."
-    old = model._macs
-    model._macs = table
-    try: yield table
-    finally: model._macs = old
-
 def use_latency_table(model:DynNet, # the network the loss trains
                       lut, # `measure_lut`'s dict, or a results file holding one
-                     )->tuple[dict,float]: # ms table shaped like `macs_table()`, its full-path total (ms)
-    "A latency table for `model` in `macs_table()`'s structure, checked against it, with its full-path total."
+                     )->dict: # {segment: ms} over the model's segments, in path order
+    "The latency table as a {segment: ms} table for `model`'s costs, checked to be measured on the same network."
     lut = as_lut(lut)
-    t, mt = lut['table'], model.macs_table()
-    shape = lambda d: {k: (len(v), [len(r) for r in v] if k == 'experts' else None) if isinstance(v, list) else None for k, v in d.items()}
-    if shape(t) != shape(mt) or lut['model']['kind'] != model.kind or lut['model']['backbone'] != model.backbone:
-        raise ValueError(f"the latency table was measured on a {lut['model']['kind']} {lut['model']['backbone']} with "
-                         f"{len(t['trunk'])} stages and {len(t['experts'][0])} experts, this is a {model.kind} {model.backbone} "
-                         f"with {model.S} stages and {model.E} experts")
-    with using_table(model, t): full = model.full_macs()
-    return t, full
+    lm, seg = lut['model'], lut['segments']
+    own = {n for n in seg if '+' not in n and n != 'whole'}   # the LUT's segments (not its fused or one-graph entries)
+    if own != set(model.spec.segments()) or (lm['kind'], lm['backbone']) != (model.kind, model.backbone):
+        raise ValueError(f"the latency table was measured on a {lm['kind']} {lm['backbone']} with {lm['S']} stages and "
+                         f"{lm['E']} experts, this is a {model.kind} {model.backbone} with {model.S} stages and "
+                         f"{model.E} experts")
+    return {n: seg[n] for n in model.spec.segments()}
 
-def exit_costs_from_table(model:DynNet, out, table:dict)->Tensor:
-    "`dynmoe.losses.exit_costs` priced with `table` (e.g. ms from `use_latency_table`) instead of the MAC table: (B, K)."
-    with using_table(model, table): return exit_costs(model, out)
-
+# %% ../nbs/12_latency.ipynb #bb0f5e88
 def latency_costs(model:DynNet, lut)->callable:
     "A drop-in for `exit_costs(model, out)` that prices exits in measured latency / full-path latency."
-    t, _ = use_latency_table(model, lut)
-    return lambda m, out: exit_costs_from_table(m, out, t)
+    table = use_latency_table(model, lut)
+    return lambda m, out: exit_costs(m, out, table)
 
 # %% ../nbs/12_latency.ipynb #126bc5e1
 def decision_share(lut:dict, # a latency table
-                   full_ms:float|None=None, # the full network's latency (default: the LUT's deepest path through expert 0)
+                   full_ms:float|None=None, # the full network's latency (default: the LUT's deepest path, expert 0)
                   )->dict:
     "Latency of every gate and policy, each and together, as a share of the full network's; < 2 % each = ultra-light."
-    lut = as_lut(lut); seg, t = lut['segments'], lut['table']
-    if full_ms is None:
-        full_ms = t['stem'] + sum(t['gate']) + sum(t['trunk']) + sum(r[0] for r in t['experts']) + sum(t['exit']) + sum(t['policy']) + t['final']
+    lut = as_lut(lut)
+    seg, spec = lut['segments'], PathSpec.from_meta(lut['model'])
+    if full_ms is None: full_ms = sum(seg[n] for n in spec.exit_path(spec.K - 1, [0] * spec.S))
     dec = {n: v for n, v in seg.items() if n.startswith(('gate.', 'policy.'))}
     share = {n: v / full_ms for n, v in dec.items()}
     return dict(full_ms=full_ms, decision_ms=dec, share=share, total_share=sum(share.values()),
@@ -568,16 +145,18 @@ def camera_stream(n:int=1000, # frames
                   severity:int=5, # corruption severity 1-5 (dynmoe.data.corrupt)
                   seed:int=0,
                   root=None, # where `sample_images` looks for CIFAR-10 first
-                 )->tuple[Tensor,Tensor,Tensor,str]: # frames (n, 3, 32, 32) uint8, labels (n,), kind index into FRAME_KINDS (n,), source
-    "A stream of CIFAR-10 test images, each clean, blurred or noisy at random."
+                 )->tuple[Tensor,Tensor,Tensor,str]: # frames (n, 3, 32, 32) uint8, labels (n,), kinds (n,), source
+    "A stream of CIFAR-10 test images, each clean, blurred or noisy at random (kinds index `FRAME_KINDS`)."
     if len(mix) != len(FRAME_KINDS) or min(mix) < 0 or not abs(sum(mix) - 1) < 1e-6:
         raise ValueError(f"mix must hold {len(FRAME_KINDS)} probabilities summing to 1 (for {FRAME_KINDS}), got {mix}")
     x, y, src = sample_images(n, 'test', root, seed)
-    kind = torch.multinomial(torch.tensor(mix, dtype=torch.float), n, replacement=True, generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    kind = torch.multinomial(torch.tensor(mix, dtype=torch.float), n, replacement=True, generator=g)
     for j, k in enumerate(FRAME_KINDS[1:], 1):
         if (kind == j).any(): x[kind == j] = corrupt(x[kind == j], k, severity, seed)
     return x, y, kind, src
 
+# %% ../nbs/12_latency.ipynb #1d93817d
 def deadline_report(out:OrtOut, # the runtime's results on the stream
                     y:Tensor, # (N,) labels
                     deadline_ms:float, # per-frame deadline
@@ -587,39 +166,31 @@ def deadline_report(out:OrtOut, # the runtime's results on the stream
     "Deadline-miss rate and accuracy (all frames, and counting late frames as wrong), overall and per frame kind."
     ms = out.ms if ms is None else torch.as_tensor(ms)
     late, right = ms > deadline_ms, out.logits.argmax(1) == y
-    def rep(sel): return dict(n=int(sel.sum()), miss_rate=late[sel].float().mean().item(), acc=right[sel].float().mean().item(),
-                              acc_on_time=(right & ~late)[sel].float().mean().item(), median_ms=ms[sel].median().item(),
-                              mean_exit=out.exit[sel].float().mean().item(), forced=out.forced[sel].float().mean().item())
+    mean = lambda v, sel: v[sel].float().mean().item()
+    def rep(sel): return dict(n=int(sel.sum()), miss_rate=mean(late, sel), acc=mean(right, sel),
+                              acc_on_time=mean(right & ~late, sel), median_ms=ms[sel].median().item(),
+                              mean_exit=mean(out.exit, sel), forced=mean(out.forced, sel))
     r = dict(all=rep(torch.ones_like(late)))
     if kind is not None: r |= {k: rep(kind == j) for j, k in enumerate(FRAME_KINDS) if (kind == j).any()}
     return r
 
 # %% ../nbs/12_latency.ipynb #9c09ec5c
-def exit_path(meta:dict, # an export's manifest (`OrtNet.meta`)
-              experts, # (S,) the expert each stage runs (route of the image)
-              k:int, # the exit taken, 0 .. K-1
-              fused:bool=False, # the fused graphs' names (as `OrtNet(fused=True)` records)
-             )->list[str]:
-    "The graphs an image runs when it leaves at exit `k` with `experts` — the path `OrtNet` records."
-    moe, S = meta['has_moe'], meta['S']
-    p = (['stem+gate.0'] if fused else ['stem', 'gate.0']) if moe else ['stem']
-    for s in range(S):
-        e = int(experts[s]) if moe else 0
-        stage = [f'trunk.{s}', f'expert.{s}.{e}'] + (['final'] if s == S - 1 else [])
-        p += ['+'.join(stage)] if fused else stage
-        if s == S - 1: return p
-        if meta['has_exits']:
-            p += [f'exit.{s}+policy.{s}'] if fused else [f'exit.{s}', f'policy.{s}']
-            if s == k: return p
-        if moe and not meta['routes_by_policy']: p.append(f'gate.{s+1}')
-
 def exit_costs_per_image(meta:dict, # an export's manifest
                          per_segment:dict, # {graph: cost}, e.g. a LUT's `segments`
                          experts:Tensor, # (N, S) each image's route
                          fused:bool=False, # price the fused graphs' paths
                         )->np.ndarray: # (N, K)
-    "Cost of each image leaving at each exit: `per_segment` summed along its `exit_path`."
-    return np.array([[sum(graph_cost(n, per_segment) for n in exit_path(meta, e, k, fused)) for k in range(meta['K'])] for e in experts.tolist()])
+    "Cost of each image leaving at each exit: `per_segment` summed along the path the runtime runs for it."
+    spec = PathSpec.from_meta(meta)
+    path = lambda k, e: fused_path(spec.exit_path(k, e)) if fused else spec.exit_path(k, e)
+    cost = lambda k, e: sum(graph_cost(n, per_segment) for n in path(k, e))
+    return np.array([[cost(k, e) for k in range(spec.K)] for e in experts.tolist()])
+
+# %% ../nbs/12_latency.ipynb #5c24253e
+def _candidates(scores:Tensor, n:int)->list[list[float]]:
+    "Per exit, `n - 1` quantiles of the validation scores (duplicates dropped) and +inf (never leave there)."
+    q = torch.linspace(0, 1, n - 1, dtype=torch.double)
+    return [sorted(set(torch.quantile(s.double(), q).tolist())) + [float('inf')] for s in scores.T]
 
 def choose_thresholds(scores:Tensor, # (N, K-1) exit scores of validation images
                       correct:Tensor, # (N, K) bool: is exit k's prediction right
@@ -629,9 +200,10 @@ def choose_thresholds(scores:Tensor, # (N, K-1) exit scores of validation images
                      )->dict:
     "The cheapest exit thresholds whose accuracy on these images reaches `target_acc` (else the most accurate)."
     N, K1 = scores.shape
-    if correct.shape != (N, K1 + 1) or np.shape(cost) != (N, K1 + 1): raise ValueError(f"need scores (N, K-1), correct and cost (N, K), got {tuple(scores.shape)}, {tuple(correct.shape)}, {np.shape(cost)}")
-    n = grid or max(3, round(4000 ** (1 / K1)))
-    cands = [sorted(set(torch.quantile(scores[:, k].double(), torch.linspace(0, 1, n - 1, dtype=torch.double)).tolist())) + [float('inf')] for k in range(K1)]
+    if correct.shape != (N, K1 + 1) or np.shape(cost) != (N, K1 + 1):
+        raise ValueError(f"need scores (N, K-1), correct and cost (N, K), got {tuple(scores.shape)}, "
+                         f"{tuple(correct.shape)}, {np.shape(cost)}")
+    cands = _candidates(scores, grid or max(3, round(4000 ** (1 / K1))))
     cost, right = torch.as_tensor(cost, dtype=torch.float64), correct.bool()
     best, rows = None, torch.arange(N)
     for thr in torch.cartesian_prod(*[torch.tensor(c, dtype=torch.float64) for c in cands]).reshape(-1, K1):

@@ -10,50 +10,26 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from fastcore.basics import store_attr
 from .exits import exit_distribution, temper
 from .gating import switch_loss, importance_loss, load_loss, z_loss
-from .policy import oracle_targets, ExitGater, RouteOrExit
+from .policy import oracle_targets
 from .models import DynNet, NetOut
 
 # %% auto #0
-__all__ = ['exit_costs', 'policy_parameters', 'classifier_parameters', 'kd_loss', 'DynLoss']
+__all__ = ['exit_costs', 'kd_loss', 'DynLoss']
 
 # %% ../nbs/07_losses.ipynb #e6527686
-def exit_costs(model:DynNet, # the network (its MAC table)
+def exit_costs(model:DynNet, # the network (its path and tables)
                out:NetOut, # its training forward
-              )->Tensor: # (B, K) normalised MACs to reach each exit
-    "Per-image cost of reaching each exit, expected over the routing distribution, / full-path MACs."
-    t, B = model.macs_table(), out.logits[0].shape[0]
-    dev = out.logits[0].device
-    run = torch.full((B,), float(t['stem'] + t['gate'][0]), device=dev)
-    costs = []
-    for s in range(model.S):
-        r = out.routings[s]
-        em = torch.tensor(t['experts'][s], dtype=torch.float32, device=dev)   # (E,)
-        expert = model.k * (r.probs.float() @ em) if r is not None else em[0].expand(B)
-        run = run + t['trunk'][s] + expert
-        if s == model.S - 1: costs.append(run + t['final']); break
-        if model.has_exits:
-            run = run + t['exit'][s] + t['policy'][s]
-            costs.append(run)
-        run = run + t['gate'][s + 1]
-    return torch.stack(costs, 1) / model.full_macs()
-
-# %% ../nbs/07_losses.ipynb #87d93e50
-def policy_parameters(model:nn.Module)->list:
-    "The exit-decision parameters phi: exit logits of route-or-exit policies and gater MLPs."
-    ps = []
-    for m in model.modules():
-        if isinstance(m, RouteOrExit): ps += list(m.exit.parameters())
-        elif isinstance(m, ExitGater): ps += list(m.parameters())
-    return ps
-
-def classifier_parameters(model:nn.Module)->list:
-    "Everything else (theta): backbone, experts, exit heads, routers."
-    phi = {id(p) for p in policy_parameters(model)}
-    return [p for p in model.parameters() if id(p) not in phi]
-
-DynNet.policy_parameters, DynNet.classifier_parameters = policy_parameters, classifier_parameters
+               table:dict|None=None, # {segment: cost}; default MACs (chapter 12: milliseconds)
+              )->Tensor: # (B, K) normalised cost of reaching each exit
+    "Per-image cost of reaching each exit, expected over the routing distribution, / the full path's cost."
+    em = model.expert_table(table).float().to(out.logits[0].device)                  # (S, E)
+    B = out.logits[0].shape[0]
+    expert = torch.stack([model.k * (r.probs.float() @ em[s]) if r is not None else em[s, 0].expand(B)
+                          for s, r in enumerate(out.routings)], 1).float()           # (B, S) expected expert cost
+    return model.exit_prices(expert, table) / model.full_macs(table)
 
 # %% ../nbs/07_losses.ipynb #6476be85
 def kd_loss(student:Tensor, # (B, C) logits
@@ -69,44 +45,51 @@ class DynLoss:
     "The training criterion of a `DynNet`: `loss, logs = crit(out, y, part)`."
     def __init__(self,
                  model:DynNet,
-                 lam:float=0.0, # lambda: weight of the normalised-MACs cost (Eq. 4); >= 0
-                 T:float=0.5, # temperature of the exit distribution (Eq. 9; 0.5 in seed 003)
+                 lam:float=0.0, # lambda >= 0: weight of the normalised-MACs cost (Eq. 4)
+                 T:float=0.5, # temperature of the exit distribution (Eq. 9; seed 003: 0.5)
                  kd:float=0.0, # weight of distillation into every early exit (0: off)
                  kd_T:float=3.0, # distillation temperature
                  balance:str|None='switch', # 'switch', 'shazeer' (importance + load) or None
                  w_balance:float=0.01, # weight of the balancing loss (Switch Transformer's 1e-2)
                  w_z:float=1e-3, # weight of the router z-loss (ST-MoE's 1e-3)
                  label_smoothing:float=0.0,
+                 table:dict|None=None, # {segment: cost} that prices Cost_k (default MACs; chapter 12: milliseconds)
                 ):
         if lam < 0: raise ValueError(f"lambda must be >= 0, got {lam}")
         if T <= 0: raise ValueError(f"the exit-distribution temperature T must be > 0, got {T}")
-        if balance not in ('switch', 'shazeer', None): raise ValueError(f"balance must be 'switch', 'shazeer' or None, got {balance!r}")
+        if balance not in ('switch', 'shazeer', None):
+            raise ValueError(f"balance must be 'switch', 'shazeer' or None, got {balance!r}")
         if kd < 0 or w_balance < 0 or w_z < 0: raise ValueError("loss weights must be >= 0")
-        self.model, self.lam, self.T, self.kd, self.kd_T = model, lam, T, kd, kd_T
-        self.balance, self.w_balance, self.w_z, self.ls = balance, w_balance, w_z, label_smoothing
+        store_attr('model,lam,T,kd,kd_T,balance,w_balance,w_z,table')
+        self.ls = label_smoothing
 
     def __call__(self, out:NetOut, y:Tensor, part:str='joint', teacher_logits:Tensor|None=None)->tuple[Tensor, dict]:
-        if part not in ('joint', 'inner', 'outer'): raise ValueError(f"part must be 'joint', 'inner' or 'outer', got {part!r}")
+        if part not in ('joint', 'inner', 'outer'):
+            raise ValueError(f"part must be 'joint', 'inner' or 'outer', got {part!r}")
         m, logs = self.model, {}
-        ce = torch.stack([F.cross_entropy(z.float(), y, reduction='none', label_smoothing=self.ls) for z in out.logits], 1)  # (B, K)
+        ce = torch.stack([F.cross_entropy(z.float(), y, reduction='none', label_smoothing=self.ls)
+                          for z in out.logits], 1)                                         # (B, K)
         learned = out.p_exit is not None and m.policy_name in ('route_or_exit', 'budget_gater')
         if learned:
             A = temper(exit_distribution(out.p_exit.float()), self.T)   # (B, K)
-            cost = exit_costs(m, out)                                  # (B, K)
+            cost = exit_costs(m, out, self.table)                      # (B, K)
+
             logs['exp_cost'] = (exit_distribution(out.p_exit.float()) * cost).sum(1).mean().item()
             if part == 'outer': loss = ((ce.detach() + self.lam * cost) * A).sum(1).mean()   # Eq. 12
             else: loss = ((A + 1) * (ce + self.lam * cost)).sum(1).mean()                  # Eq. 4 / 11
         elif m.policy_name == 'jei' and out.p_exit is not None and part == 'outer':
             tgt = oracle_targets(out.logits, y)                                            # (B, K-1)
             loss = F.binary_cross_entropy(out.p_exit.float().clamp(1e-6, 1 - 1e-6), tgt)
-        else: loss = ce.sum(1).mean()   # every exit, equal weights (BranchyNet); a single exit for static / moe
+        else: loss = ce.sum(1).mean()   # every exit, equal weights (BranchyNet); one exit: static, moe
+
         logs['ce_final'] = ce[:, -1].mean().item()
         if part != 'outer':
             if self.kd > 0 and (len(out.logits) > 1 or teacher_logits is not None):
                 tl = teacher_logits if teacher_logits is not None else out.logits[-1]
                 students = out.logits if teacher_logits is not None else out.logits[:-1]
                 kd = torch.stack([kd_loss(z, tl, self.kd_T) for z in students], 1).sum(1).mean()
-                loss = loss + self.kd * kd; logs['kd'] = kd.item()
+                loss = loss + self.kd * kd
+                logs['kd'] = kd.item()
             if self.balance and m.has_moe:
                 routed = [r for r in out.routings if r is not None]
                 bal = sum(switch_loss(r.probs, r.idx, m.E) if self.balance == 'switch' else

@@ -6,19 +6,22 @@ Docs: https://dynmoe.github.io/dynmoe/models.html.md"""
 
 # %% ../nbs/06_models.ipynb #0a87e611
 from __future__ import annotations
-from dataclasses import dataclass, field
+from operator import attrgetter
+from dataclasses import dataclass, field, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from fastcore.basics import store_attr, patch
 from .core import count_macs, fmt_macs
 from .moe import MoEConv, bucket_size, pad_rows
 from .gating import Gate
-from .exits import ExitHead
-from .policy import make_policy, Decision, POLICIES, check_thresholds, default_thresholds
+from .exits import ExitHead, check_thresholds
+from .policy import make_policy, Decision, POLICIES, RouteOrExit, ExitGater, default_thresholds
 
 # %% auto #0
-__all__ = ['BACKBONES', 'KINDS', 'BasicBlock', 'vgg_trunk', 'NetOut', 'InferOut', 'DynNet', 'macs_table', 'full_macs', 'infer']
+__all__ = ['BACKBONES', 'KINDS', 'BasicBlock', 'vgg_trunk', 'NetOut', 'InferOut', 'DynNet', 'global_pool', 'PathSpec', 'infer',
+           'randomise']
 
 # %% ../nbs/06_models.ipynb #ed559426
 BACKBONES = {  # name: stage widths, blocks per stage (trunk + body), residual body
@@ -35,8 +38,10 @@ class BasicBlock(nn.Module):
     "ResNet basic block; with stride 2 or a width change, a 1x1 projection shortcut."
     def __init__(self, c_in:int, c_out:int, stride:int=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
         self.short = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
             nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
     def forward(self, x):
@@ -51,7 +56,7 @@ def vgg_trunk(c_in:int, c_out:int, pool:bool)->nn.Sequential:
 @dataclass
 class NetOut:
     "Everything a training forward computes (every image through every exit)."
-    logits:list            # K tensors (B, n_classes), one per exit; the last is the final classifier
+    logits:list            # K tensors (B, n_classes), one per exit; the last is the final head
     p_exit:Tensor|None     # (B, K-1) learned exit probabilities P^k (None for threshold / exit-free models)
     exit_scores:Tensor|None # (B, K-1) what inference thresholds (p_exit or a confidence)
     routings:list          # per stage: the GateOut that routed its body (None for dense stages)
@@ -81,152 +86,313 @@ class DynNet(nn.Module):
                  measure:str='maxprob', # confidence measure of the 'confidence' policy
                  exit_hidden:int|None=None, # channels of an exit head's conv (None: pool + linear)
                  gater_hidden:int=64, # hidden units of the budget/JEI gater MLP
-                 train_dense:bool=False, # train with every expert mixed by soft gate probabilities ("train dense, route sparse")
+                 train_dense:bool=False, # train every expert mixed by soft gate probabilities (seed 002)
                  in_ch:int=3, img_size:int=32,
-                 bucket:str|int|None=None, # sub-batch padding (see dynmoe.moe.bucket_size); None: exact shapes
+                 bucket:str|int|None=None, # sub-batch padding (dynmoe.moe.bucket_size); None: exact shapes
                 ):
         super().__init__()
-        if kind not in KINDS: raise ValueError(f"unknown model kind {kind!r}; choose one of {KINDS}")
-        if backbone not in BACKBONES: raise ValueError(f"unknown backbone {backbone!r}; choose one of {tuple(BACKBONES)}")
-        has_moe, has_exits = kind in ('moe', 'dynmoe'), kind in ('branchy', 'dynmoe')
-        if has_exits and policy not in POLICIES: raise ValueError(f"unknown policy {policy!r}; choose one of {POLICIES}")
-        if policy == 'route_or_exit' and kind == 'branchy': policy = 'confidence'  # nothing to route in BranchyNet
-        if has_moe and not 1 <= k <= n_experts: raise ValueError(f"k={k} must lie in [1, n_experts={n_experts}]")
-        if n_classes < 2: raise ValueError(f"n_classes must be >= 2, got {n_classes}")
-        spec = BACKBONES[backbone]
-        W, nb, res = spec['widths'], spec['blocks'], spec['residual']
-        self.kind, self.backbone, self.n_classes, self.in_ch, self.img_size = kind, backbone, n_classes, in_ch, img_size
-        self.has_moe, self.has_exits, self.policy_name, self.train_dense = has_moe, has_exits, policy, train_dense
-        self.E, self.k = (n_experts, k) if has_moe else (1, 1)
-        self.S = len(W); self.K = self.S if has_exits else 1
-        fr = expert_width if isinstance(expert_width, (list, tuple)) else [expert_width] * self.E
-        self.stem = nn.Sequential(nn.Conv2d(in_ch, W[0], 3, padding=1, bias=False), nn.BatchNorm2d(W[0]), nn.ReLU(inplace=True))
-        c_ins = [W[0]] + list(W[:-1])
-        self.trunks = nn.ModuleList(BasicBlock(ci, c, 1 if s == 0 else 2) if res else vgg_trunk(ci, c, s > 0)
-                                    for s, (ci, c) in enumerate(zip(c_ins, W)))
-        self.bodies = nn.ModuleList(
-            MoEConv(c, self.E, [max(1, round(f * c)) for f in fr] if has_moe else c, n_blocks=max(1, nb - 1), residual=res, bucket=bucket)
-            for c in W)
-        self.exits = nn.ModuleList(ExitHead(c, n_classes, exit_hidden) for c in W[:-1]) if has_exits else nn.ModuleList()
-        self.final = ExitHead(W[-1], n_classes, None)
-        routes_by_policy = has_exits and policy == 'route_or_exit' and has_moe
-        self.policies = nn.ModuleList(
-            make_policy(policy, c, n_experts=self.E if routes_by_policy else 0, k=self.k, route=route, tau=tau,
-                        measure=measure, n_classes=n_classes, hidden=gater_hidden) for c in W[:-1]) if has_exits else nn.ModuleList()
-        # gates[s] routes stage s from the pooled features entering it; with route-or-exit only stage 0 needs one
-        n_gates = (1 if routes_by_policy else self.S) if has_moe else 0
-        self.gates = nn.ModuleList(Gate(c_ins[s], self.E, k=self.k, kind=route, tau=tau) for s in range(n_gates))
-        self.routes_by_policy, self.measure, self.bucket = routes_by_policy, measure, bucket
+        self.policy_name = _check_config(kind, backbone, n_classes, n_experts, k, policy)
+        store_attr('kind,backbone,n_classes,in_ch,img_size,train_dense,measure,bucket')
+        self.has_moe, self.has_exits = kind in ('moe', 'dynmoe'), kind in ('branchy', 'dynmoe')
+        self.E, self.k = (n_experts, k) if self.has_moe else (1, 1)
+        self.S = len(BACKBONES[backbone]['widths'])
+        self.K = self.S if self.has_exits else 1
+        self.routes_by_policy = self.has_exits and self.has_moe and self.policy_name == 'route_or_exit'
+        self._build_stages(expert_width)
+        self._build_decisions(route, tau, exit_hidden, gater_hidden)
         self._macs = None
 
-    def _check_input(self, x:Tensor):
-        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"expected images of shape (B, {self.in_ch}, H, W), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-        if x.shape[-2:] != (self.img_size, self.img_size):
-            raise ValueError(f"this model was built for {self.img_size}x{self.img_size} images, got {x.shape[-2]}x{x.shape[-1]}")
-        if not x.is_floating_point(): raise TypeError(f"expected normalised float images, got {x.dtype} (convert uint8 images with the data pipeline)")
-        if not torch.isfinite(x).all(): raise ValueError("input contains NaN or infinite values")
+# %% ../nbs/06_models.ipynb #dc7f5f34
+def _check_config(kind, backbone, n_classes, n_experts, k, policy)->str:
+    "Validate `DynNet`'s options; the exit policy to use (BranchyNet has nothing to route: confidence exits)."
+    if kind not in KINDS: raise ValueError(f"unknown model kind {kind!r}; choose one of {KINDS}")
+    if backbone not in BACKBONES: raise ValueError(f"unknown backbone {backbone!r}; choose one of {tuple(BACKBONES)}")
+    if kind in ('branchy', 'dynmoe') and policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; choose one of {POLICIES}")
+    if kind in ('moe', 'dynmoe') and not 1 <= k <= n_experts:
+        raise ValueError(f"k={k} must lie in [1, n_experts={n_experts}]")
+    if n_classes < 2: raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+    return 'confidence' if policy == 'route_or_exit' and kind == 'branchy' else policy
+
+@patch
+def _build_stages(self:DynNet, expert_width):
+    "The stem, each stage's trunk (first block) and body (the other blocks, an MoE of `E` experts), in creation order."
+    W, nb, res = (BACKBONES[self.backbone][k] for k in ('widths', 'blocks', 'residual'))
+    fr = expert_width if isinstance(expert_width, (list, tuple)) else [expert_width] * self.E
+    self.stem = nn.Sequential(nn.Conv2d(self.in_ch, W[0], 3, padding=1, bias=False), nn.BatchNorm2d(W[0]),
+                              nn.ReLU(inplace=True))
+    c_ins = [W[0]] + list(W[:-1])
+    self.trunks = nn.ModuleList(BasicBlock(ci, c, 1 if s == 0 else 2) if res else vgg_trunk(ci, c, s > 0)
+                                for s, (ci, c) in enumerate(zip(c_ins, W)))
+    widths = lambda c: [max(1, round(f * c)) for f in fr] if self.has_moe else c
+    self.bodies = nn.ModuleList(MoEConv(c, self.E, widths(c), n_blocks=max(1, nb - 1), residual=res, bucket=self.bucket)
+                                for c in W)
+
+@patch
+def _build_decisions(self:DynNet, route, tau, exit_hidden, gater_hidden):
+    "Exit heads, the final head, one exit policy per early exit, and the gates (only stage 0's when the policy routes)."
+    W = BACKBONES[self.backbone]['widths']
+    c_ins = [W[0]] + list(W[:-1])
+    heads = [ExitHead(c, self.n_classes, exit_hidden) for c in W[:-1]] if self.has_exits else []
+    self.exits = nn.ModuleList(heads)
+    self.final = ExitHead(W[-1], self.n_classes, None)
+    kw = dict(n_experts=self.E if self.routes_by_policy else 0, k=self.k, route=route, tau=tau, measure=self.measure,
+              n_classes=self.n_classes, hidden=gater_hidden)
+    self.policies = nn.ModuleList([make_policy(self.policy_name, c, **kw) for c in W[:-1]] if self.has_exits else [])
+    n_gates = (1 if self.routes_by_policy else self.S) if self.has_moe else 0
+    self.gates = nn.ModuleList(Gate(c_ins[s], self.E, k=self.k, kind=route, tau=tau) for s in range(n_gates))
+
+@patch
+def _check_input(self:DynNet, x:Tensor):
+    "A clear error unless `x` is a finite float batch of this network's image shape."
+    if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_ch:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"expected images of shape (B, {self.in_ch}, H, W), got {got}")
+    if x.shape[-2:] != (self.img_size, self.img_size):
+        raise ValueError(f"this model was built for {self.img_size}x{self.img_size} images, got "
+                         f"{x.shape[-2]}x{x.shape[-1]}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected normalised float images, got {x.dtype} "
+                        "(convert uint8 images with the data pipeline)")
+    if not torch.isfinite(x).all(): raise ValueError("input contains NaN or infinite values")
+
+# %% ../nbs/06_models.ipynb #68949566
+def global_pool(h:Tensor)->Tensor:
+    "Global average pooling: (B, C, H, W) features -> (B, C), what gates, policies and exit heads read."
+    return F.adaptive_avg_pool2d(h, 1).flatten(1)
 
 # %% ../nbs/06_models.ipynb #4d31fe26
-def _pool(h:Tensor)->Tensor: return F.adaptive_avg_pool2d(h, 1).flatten(1)  # (B, C)
-
 def _forward(self:DynNet, x:Tensor, reference:bool=False)->NetOut:
     "Every image through every stage and exit (training, and the naive reference)."
     self._check_input(x)
     h = self.stem(x)
-    route = self.gates[0](_pool(h)) if self.has_moe else None
+    route = self.gates[0](global_pool(h)) if self.has_moe else None
     logits, decisions, routings = [], [], []
+    soft = self.train_dense and self.training
     for s in range(self.S):
         h = self.trunks[s](h)
         if route is None: h = self.bodies[s](h, None, None)   # dense body
-        elif reference or (self.train_dense and self.training):
-            h = self.bodies[s].forward_dense(h, route.probs if (self.train_dense and self.training) else route.combine)
+        elif reference or soft: h = self.bodies[s].forward_dense(h, route.probs if soft else route.combine)
         else: h = self.bodies[s](h, route.weights, route.idx)
         routings.append(route)
-        if s == self.S - 1: logits.append(self.final(h)); break
-        f = _pool(h)
+        if s == self.S - 1: break
+        f = global_pool(h)
         if self.has_exits:
-            z = self.exits[s](h); logits.append(z)
-            d = self.policies[s](f, z); decisions.append(d)
+            logits.append(self.exits[s](h))
+            decisions.append(self.policies[s](f, logits[-1]))
         if self.has_moe: route = decisions[-1].routing if self.routes_by_policy else self.gates[s + 1](f)
-    stack = lambda xs: torch.stack(xs, 1) if xs else None
-    p = [d.p_exit for d in decisions]
-    return NetOut(logits, stack(p) if p and p[0] is not None else None, stack([d.exit_score for d in decisions]), routings, decisions)
+    logits.append(self.final(h))
+    return NetOut(logits, _stack([d.p_exit for d in decisions]), _stack([d.exit_score for d in decisions]),
+                  routings, decisions)
+
+def _stack(xs:list)->Tensor|None: return torch.stack(xs, 1) if xs and xs[0] is not None else None  # (B, K-1)
 
 DynNet.forward = _forward
 
+# %% ../nbs/06_models.ipynb #c362c7bd
+@dataclass(frozen=True)
+class PathSpec:
+    "Which segments run, in order, when an image leaves at exit k through experts e."
+    S:int # stages
+    K:int # exits (the last is the final classifier)
+    E:int # experts per stage (1: dense bodies)
+    has_moe:bool # stage bodies are routed MoEs (gates or the policy choose experts)
+    has_exits:bool # exit heads and policies after the first S-1 stages
+    routes_by_policy:bool # the route-or-exit policy routes the next stage (no gates after stage 0)
+
+    @classmethod
+    def from_meta(cls, meta:dict)->PathSpec:
+        "The spec stored in a dict, e.g. an exported network's manifest."
+        return cls(**{f.name: meta[f.name] for f in fields(cls)})
+
+    def exit_stage(self, k:int)->int:
+        "The stage after which exit `k` sits (the final classifier sits after the last stage)."
+        if not 0 <= k < self.K: raise ValueError(f"exit must lie in [0, {self.K - 1}], got {k}")
+        return self.S - 1 if k == self.K - 1 else k
+
+# %% ../nbs/06_models.ipynb #28f45da4
+@patch
+def exit_path(self:PathSpec,
+              k:int, # exit taken, 0 .. K-1 (K-1: the final classifier)
+              experts=None, # per stage an expert index or a tuple of them; None: `expert.{s}` stands for stage s's
+             )->list[str]:
+    "The segments run, in order, by an image that leaves at exit `k` through `experts`."
+    last, path = self.exit_stage(k), ['stem', 'gate.0'] if self.has_moe else ['stem']
+    for s in range(last + 1):
+        e = experts[s] if experts is not None else None
+        path += [f'trunk.{s}'] + ([f'expert.{s}'] if e is None else [f'expert.{s}.{i}' for i in _as_tuple(e)])
+        if s == self.S - 1: return path + ['final']
+        if self.has_exits: path += [f'exit.{s}', f'policy.{s}']
+        if s < last and self.has_moe and not self.routes_by_policy: path.append(f'gate.{s + 1}')
+    return path
+
+def _as_tuple(e)->tuple:
+    "One expert index, or a sequence of them, as a tuple of ints."
+    return tuple(int(i) for i in e) if isinstance(e, (tuple, list, Tensor)) and len(e) else (int(e),)
+
+@patch
+def segments(self:PathSpec)->list[str]:
+    "Every segment of the network in path order: the deepest path through every expert of every stage."
+    return self.exit_path(self.K - 1, [tuple(range(self.E))] * self.S)
+
 # %% ../nbs/06_models.ipynb #585f27d6
+@patch(as_prop=True)
+def spec(self:DynNet)->PathSpec:
+    "This network's `PathSpec`."
+    return PathSpec(self.S, self.K, self.E, self.has_moe, self.has_exits, self.routes_by_policy)
+
+@patch
 def macs_table(self:DynNet)->dict:
-    "MACs per image of every segment, measured once with FlopCounterMode on a dummy image."
-    if self._macs is not None: return self._macs
-    p = next(self.parameters())
-    was = self.training; self.eval()
-    with torch.no_grad():
-        h = torch.zeros(1, self.in_ch, self.img_size, self.img_size, device=p.device)
-        t = dict(stem=count_macs(self.stem, h), trunk=[], experts=[], exit=[], policy=[], gate=[])
-        h = self.stem(h)
-        t['gate'] = [0] * self.S
-        if self.has_moe: t['gate'][0] = count_macs(self.gates[0], _pool(h))
-        for s in range(self.S):
-            t['trunk'].append(count_macs(self.trunks[s], h)); h = self.trunks[s](h)
-            t['experts'].append(self.bodies[s].expert_macs(tuple(h.shape[-2:])))
-            if s == self.S - 1: t['final'] = count_macs(self.final, h); break
-            f = _pool(h)
-            if self.has_exits:
-                z = self.exits[s](h)
-                t['exit'].append(count_macs(self.exits[s], h)); t['policy'].append(count_macs(self.policies[s], f, z))
-            if self.has_moe and not self.routes_by_policy: t['gate'][s + 1] = count_macs(self.gates[s + 1], f)
-    self.train(was)
-    self._macs = t
+    "MACs per image of every segment ({name: MACs}, path order), measured once with FlopCounterMode on a dummy image."
+    if self._macs is None:
+        was = self.training
+        t = _measure_macs(self.eval())
+        self.train(was)
+        self._macs = {n: t[n] for n in self.spec.segments()}
+    return self._macs
+
+@torch.no_grad()
+def _measure_macs(self:DynNet)->dict:
+    t = {}
+    h = torch.zeros(1, self.in_ch, self.img_size, self.img_size, device=next(self.parameters()).device)
+    t['stem'], h = count_macs(self.stem, h), self.stem(h)
+    if self.has_moe: t['gate.0'] = count_macs(self.gates[0], global_pool(h))
+    for s in range(self.S):
+        t[f'trunk.{s}'], h = count_macs(self.trunks[s], h), self.trunks[s](h)
+        t |= {f'expert.{s}.{e}': m for e, m in enumerate(self.bodies[s].expert_macs(tuple(h.shape[-2:])))}
+        if s == self.S - 1: break
+        f = global_pool(h)
+        if self.has_exits:
+            t[f'exit.{s}'] = count_macs(self.exits[s], h)
+            t[f'policy.{s}'] = count_macs(self.policies[s], f, self.exits[s](h))
+        if self.has_moe and not self.routes_by_policy: t[f'gate.{s + 1}'] = count_macs(self.gates[s + 1], f)
+    t['final'] = count_macs(self.final, h)
     return t
 
-def full_macs(self:DynNet)->int:
-    "MACs of the full-width, full-depth path: every stage, every expert, every head, gate and policy."
-    t = self.macs_table()
-    return t['stem'] + sum(t['trunk']) + sum(map(sum, t['experts'])) + sum(t['exit']) + sum(t['policy']) + sum(t['gate']) + t['final']
+# %% ../nbs/06_models.ipynb #b2588bbd
+@patch
+def full_macs(self:DynNet, table:dict|None=None)->int|float:
+    "Cost of the full-width, full-depth path (every stage, expert, head, gate and policy): the sum of `table` (MACs)."
+    t = self.macs_table() if table is None else table
+    return sum(t[n] for n in self.spec.segments())
 
-DynNet.macs_table, DynNet.full_macs = macs_table, full_macs
+@patch
+def expert_table(self:DynNet, table:dict|None=None)->Tensor:
+    "(S, E) cost of each expert of each stage, read from `table` (MACs by default)."
+    t = self.macs_table() if table is None else table
+    return torch.tensor([[t[f'expert.{s}.{e}'] for e in range(self.E)] for s in range(self.S)])
+
+# %% ../nbs/06_models.ipynb #4671ea7a
+@patch
+def exit_prices(self:DynNet,
+                expert_cost:Tensor, # (N, S) cost of the experts each image runs at each stage
+                table:dict|None=None, # {segment: cost}; default MACs
+               )->Tensor: # (N, K)
+    "Cost of leaving at each exit: `table` summed along the exit's path, `expert_cost[:, s]` for stage s's experts."
+    t = self.macs_table() if table is None else table
+    ends = {len(self.spec.exit_path(k)) for k in range(self.K)}
+    run, costs = torch.zeros_like(expert_cost[:, 0]), []
+    for i, n in enumerate(self.spec.exit_path(self.K - 1), 1):   # every exit's path is a prefix of the deepest one
+        run = run + (expert_cost[:, int(n.split('.')[1])] if n.startswith('expert.') else t[n])
+        if i in ends: costs.append(run)
+    return torch.stack(costs, 1)
+
+@patch
+def path_macs(self:DynNet,
+              experts:Tensor, # (N, S, k) experts run at each stage (0: dense stages; -1: not reached)
+              table:dict|None=None, # {segment: cost}; default MACs
+             )->Tensor: # (N, K) cost of leaving at each exit
+    "Executed cost (MACs by default) of each image for leaving at each exit."
+    if experts.ndim != 3 or experts.shape[1] != self.S:
+        raise ValueError(f"experts must be (N, S={self.S}, k), got {tuple(experts.shape)}")
+    em = self.expert_table(table).to(experts.device)                             # (S, E)
+    cost = em[torch.arange(self.S, device=experts.device)[:, None], experts.clamp(min=0)].sum(-1)   # (N, S)
+    return self.exit_prices(cost, table)
+
+# %% ../nbs/06_models.ipynb #4bc321ae
+@patch
+def policy_parameters(self:DynNet)->list:
+    "The exit-decision parameters phi: exit logits of route-or-exit policies and gater MLPs."
+    ps = []
+    for m in self.modules():
+        if isinstance(m, RouteOrExit): ps += list(m.exit.parameters())
+        elif isinstance(m, ExitGater): ps += list(m.parameters())
+    return ps
+
+@patch
+def classifier_parameters(self:DynNet)->list:
+    "Everything else (theta): backbone, experts, exit heads, routers."
+    phi = {id(p) for p in self.policy_parameters()}
+    return [p for p in self.parameters() if id(p) not in phi]
 
 # %% ../nbs/06_models.ipynb #90df25ef
+_chosen = attrgetter('weights', 'idx')   # a GateOut's chosen experts and their weights
+
+@patch
+def _thresholds(self:DynNet, thresholds=None)->Tensor|None:
+    "The checked (K-1,) exit thresholds: `thresholds`, or the policy's default; None without early exits."
+    if not self.has_exits: return None
+    if thresholds is None: thresholds = default_thresholds(self.policy_name, self.K - 1, self.measure)
+    return check_thresholds(thresholds, self.K - 1, f'the {self.policy_name!r} policy')
+
 @torch.no_grad()
 def infer(self:DynNet,
           x:Tensor, # (B, C, H, W) normalised images
           thresholds=None, # (K-1,) exit thresholds; default: the policy's (0.5 on exit probabilities)
          )->InferOut:
     "Dynamic inference: exiting images leave the batch, only chosen experts run; per-image results."
-    if self.training: raise RuntimeError("infer() is for eval mode: call model.eval() first (batch-norm must use running statistics)")
+    if self.training:
+        raise RuntimeError("infer() is for eval mode: call model.eval() first (batch-norm must use running statistics)")
     self._check_input(x)
-    thr = check_thresholds(thresholds if thresholds is not None else default_thresholds(self.policy_name, self.K - 1, self.measure),
-                           self.K - 1, self.policy_name, self.measure) if self.has_exits else None
-    t, dev, B = self.macs_table(), x.device, x.shape[0]
-    expert_macs = [torch.tensor(e, device=dev) for e in t['experts']]
-    out_logits = torch.empty(B, self.n_classes, device=dev)
+    thr = self._thresholds(thresholds)
+    B, dev = x.shape[0], x.device
+    logits = torch.empty(B, self.n_classes, device=dev)
     exit_ = torch.full((B,), self.K - 1, dtype=torch.long, device=dev)
     experts = torch.full((B, self.S, self.k), -1, dtype=torch.long, device=dev)
-    macs = torch.full((B,), t['stem'] + t['gate'][0], dtype=torch.long, device=dev)
     ids = torch.arange(B, device=dev)    # original row of each image still in flight (the first n rows of h)
     n, h = B, self.stem(x)
-    if self.has_moe: g = self.gates[0](_pool(h)); w, idx = g.weights, g.idx
-    else: w, idx = None, None   # dense bodies
+    w, idx = _chosen(self.gates[0](global_pool(h))) if self.has_moe else (None, None)   # dense bodies: None
     for s in range(self.S):
         h = self.bodies[s](self.trunks[s](h), w, idx)                 # (m, C, H, W), m >= n
-        macs[ids] += t['trunk'][s] + (expert_macs[s][idx[:n]].sum(1) if self.has_moe else t['experts'][s][0])
         experts[ids, s] = idx[:n] if self.has_moe else 0
-        if s == self.S - 1: out_logits[ids] = self.final(h)[:n].float(); macs[ids] += t['final']; break
-        f = _pool(h)
+        if s == self.S - 1:
+            logits[ids] = self.final(h)[:n].float()
+            break
+        f = global_pool(h)
         if self.has_exits:
-            z = self.exits[s](h); d = self.policies[s](f, z)
-            macs[ids] += t['exit'][s] + t['policy'][s]
+            z = self.exits[s](h)
+            d = self.policies[s](f, z)
             leave = d.exit_score[:n] >= thr[s]
-            out_logits[ids[leave]] = z[:n][leave].float(); exit_[ids[leave]] = s
+            logits[ids[leave]], exit_[ids[leave]] = z[:n][leave].float(), s
             keep = (~leave).nonzero().squeeze(1)
             n = len(keep)
             if n == 0: break
             rows = pad_rows(keep, bucket_size(n, self.bucket))       # compaction, padded to a bucket size
             ids, h, f = ids[keep], h[rows], f[rows]
             if self.routes_by_policy: w, idx = d.routing.weights[rows], d.routing.idx[rows]
-        if self.has_moe and not self.routes_by_policy:
-            g = self.gates[s + 1](f); w, idx = g.weights, g.idx; macs[ids] += t['gate'][s + 1]
-    return InferOut(out_logits, exit_, experts, macs)
+        if self.has_moe and not self.routes_by_policy: w, idx = _chosen(self.gates[s + 1](f))
+    return InferOut(logits, exit_, experts, self.path_macs(experts)[torch.arange(B, device=dev), exit_])
 
 DynNet.infer = infer
+
+# %% ../nbs/06_models.ipynb #9a28c45a
+def randomise(m:DynNet, # the network, changed in place
+              seed:int|torch.Generator=0, # a seed, or a generator to draw from (shared across calls)
+              zero_bias:bool=True, # gate/policy biases to zero (False: random like the weights)
+              decisions:bool=True, # also give gates and policies random weights
+              mark_trained:bool=False, # bump BN's num_batches_tracked (exporters refuse untrained nets)
+
+             )->DynNet: # `m`, in eval mode
+    "Random BN statistics and opinionated gates/policies: exits and experts differ between images of an untrained net."
+    g = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    for bn in (mod for mod in m.modules() if isinstance(mod, nn.BatchNorm2d)):
+        bn.weight.data.uniform_(0.5, 1.5, generator=g)
+        bn.bias.data.normal_(0, .2, generator=g)
+        bn.running_mean.normal_(0, .1, generator=g)
+        bn.running_var.uniform_(0.5, 1.5, generator=g)
+        if mark_trained: bn.num_batches_tracked += 1
+    for mod in [*m.policies, *m.gates] if decisions else []:
+        for n, p in mod.named_parameters():
+            if n.endswith('weight') or not zero_bias: p.data.normal_(0, 0.5, generator=g)
+            else: p.data.zero_()
+    return m.eval()

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from fastcore.basics import store_attr
 from .core import count_macs, fmt_macs
 
 # %% auto #0
@@ -58,10 +59,12 @@ def check_routing(weights:Tensor, # (B, k) gate weights
                  ):
     "Raise a clear error if a routing decision is malformed."
     if idx.ndim != 2 or weights.shape != idx.shape:
-        raise ValueError(f"routing needs weights and idx of the same shape (B, k); got {tuple(weights.shape)} and {tuple(idx.shape)}")
+        raise ValueError(f"routing needs weights and idx of the same shape (B, k); got {tuple(weights.shape)} and "
+                         f"{tuple(idx.shape)}")
     if batch is not None and idx.shape[0] != batch:
         raise ValueError(f"routing is for {idx.shape[0]} images but the input has {batch}")
-    if idx.shape[1] > n_experts: raise ValueError(f"k={idx.shape[1]} experts per image, but the layer has only E={n_experts}")
+    if idx.shape[1] > n_experts:
+        raise ValueError(f"k={idx.shape[1]} experts per image, but the layer has only E={n_experts}")
     if idx.dtype not in (torch.int64, torch.int32): raise TypeError(f"idx must be an integer tensor, got {idx.dtype}")
     if idx.numel() and (idx.min() < 0 or idx.max() >= n_experts):
         raise ValueError(f"expert indices must lie in [0, {n_experts}), got [{int(idx.min())}, {int(idx.max())}]")
@@ -80,7 +83,8 @@ def dispatch_plan(weights:Tensor, # (B, k) gate weights
 
 # %% ../nbs/02_moe_conv.ipynb #b16b1c38
 def bucket_size(n:int, # rows to process
-                bucket:str|int|None='auto', # None: exact; 'pow2': next power of two; int m: next multiple of m; 'auto': pow2 up to 16, then multiples of 16
+                bucket:str|int|None='auto', # None: exact; 'pow2'; int m: multiples of m; 'auto': pow2 to 16, then 16m
+
                )->int:
     "The padded size of a sub-batch of `n` rows."
     if bucket is None or n == 0: return n
@@ -98,7 +102,8 @@ def pad_rows(rows:Tensor, # (n,) row indices
 # %% ../nbs/02_moe_conv.ipynb #719999ce
 def _pad_group(xe:Tensor, we:Tensor, bucket)->tuple[Tensor, Tensor]:
     "Pad an expert's piece (n rows) and its weights to the bucket size by repeating the first row."
-    n = len(xe); m = bucket_size(n, bucket)
+    n = len(xe)
+    m = bucket_size(n, bucket)
     if m == n: return xe, we
     return torch.cat([xe, xe[:1].expand(m - n, *xe.shape[1:])]), torch.cat([we, we[:1].expand(m - n)])
 
@@ -146,19 +151,21 @@ class MoEConv(nn.Module):
     def __init__(self,
                  channels:int, # C
                  n_experts:int=4, # E
-                 expert_width:int|list[int]|None=None, # h, or one width per expert; default C//2 (C if E == 1)
+                 expert_width:int|list[int]|None=None, # h, or one per expert; default C//2 (C if E == 1)
                  n_blocks:int=1, # MoE blocks in sequence sharing the routing
                  residual:bool=True, # ResNet-style skip (True) or VGG-style (False)
-                 bucket:str|int|None=None, # sub-batch padding (see `bucket_size`); None: exact shapes
+                 bucket:str|int|None=None, # sub-batch padding (`bucket_size`); None: exact shapes
                 ):
         super().__init__()
-        if n_experts < 1 or n_blocks < 1: raise ValueError(f"need n_experts >= 1 and n_blocks >= 1, got {n_experts}, {n_blocks}")
+        if n_experts < 1 or n_blocks < 1:
+            raise ValueError(f"need n_experts >= 1 and n_blocks >= 1, got {n_experts}, {n_blocks}")
         bucket_size(1, bucket)  # validates
         h = expert_width or (channels if n_experts == 1 else max(1, channels // 2))
         widths = list(h) if isinstance(h, (list, tuple)) else [h] * n_experts
         if len(widths) != n_experts or min(widths) < 1:
             raise ValueError(f"expert_width must be a positive int or {n_experts} positive ints, got {expert_width!r}")
-        self.channels, self.n_experts, self.widths, self.residual, self.bucket = channels, n_experts, widths, residual, bucket
+        self.widths = widths
+        store_attr('channels,n_experts,residual,bucket')
         self.blocks = nn.ModuleList(nn.ModuleList(ExpertBranch(channels, w, zero_init=residual) for w in widths)
                                     for _ in range(n_blocks))
 
@@ -181,7 +188,8 @@ class MoEConv(nn.Module):
         if idx.shape[1] > 1:
             for experts in self.blocks: x = moe_sparse(x, experts, plan, self.residual, self.bucket)
             return x
-        rows, ws, counts = plan   # top-1: the whole stage runs on the grouped images; one gather, one scatter
+        rows, ws, counts = plan   # top-1: the whole stage runs on the grouped images: one gather, one scatter
+
         yg = run_groups(x[rows], ws, counts, self.blocks, self.residual, self.bucket)
         return yg[torch.argsort(rows)]
 

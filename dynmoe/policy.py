@@ -16,7 +16,7 @@ from .exits import confidence, confidence_features, exit_distribution, temper, C
 
 # %% auto #0
 __all__ = ['POLICIES', 'Decision', 'RouteOrExit', 'ConfidencePolicy', 'ExitGater', 'make_policy', 'oracle_targets',
-           'default_thresholds', 'check_thresholds']
+           'default_thresholds']
 
 # %% ../nbs/05_route_or_exit.ipynb #82477457
 @dataclass
@@ -41,7 +41,8 @@ class RouteOrExit(nn.Module):
         n_in = in_features + len(CONF_FEATURES)
         self.norm = nn.LayerNorm(n_in, elementwise_affine=False)
         self.exit = nn.Linear(n_in, 1)
-        nn.init.zeros_(self.exit.weight); nn.init.zeros_(self.exit.bias)
+        nn.init.zeros_(self.exit.weight)
+        nn.init.zeros_(self.exit.bias)
         self.gate = Gate(n_in, n_experts, k=k, kind=route, tau=tau)
 
     def forward(self, feats:Tensor, # (B, C_s) pooled stage features
@@ -56,7 +57,10 @@ class RouteOrExit(nn.Module):
 # %% ../nbs/05_route_or_exit.ipynb #b63bf92d
 class ConfidencePolicy(nn.Module):
     "Exit when the exit head's confidence reaches the threshold (BranchyNet / MSDNet)."
-    def __init__(self, measure:str='maxprob'): super().__init__(); self.measure = measure; confidence(torch.zeros(1, 2), measure)
+    def __init__(self, measure:str='maxprob'):
+        super().__init__()
+        self.measure = measure
+        confidence(torch.zeros(1, 2), measure)
     def forward(self, feats:Tensor, exit_logits:Tensor)->Decision:
         return Decision(confidence(exit_logits, self.measure), None)
 
@@ -74,7 +78,8 @@ POLICIES = ('route_or_exit', 'confidence', 'budget_gater', 'jei')
 
 def make_policy(name:str, # one of POLICIES
                 in_features:int, # channels of the stage's pooled features
-                n_experts:int=0, # experts of the next stage to route (route_or_exit only; 0: exit decision only)
+                n_experts:int=0, # experts of the next stage to route (route_or_exit; 0: exit decision only)
+
                 k:int=1, route:str='topk', tau:float=1.0, # routing options (route_or_exit)
                 measure:str='maxprob', # confidence measure (confidence policy)
                 n_classes:int|None=None, # unused; kept for a uniform signature
@@ -99,13 +104,3 @@ def oracle_targets(logits:list, # K tensors (B, n_classes), one per exit
 def default_thresholds(policy:str, n:int, measure:str='maxprob')->Tensor:
     "The untuned default: 0.5 on a learned exit probability, 0.9 on a confidence measure."
     return torch.full((n,), 0.9 if policy == 'confidence' else 0.5)
-
-def check_thresholds(thresholds, # n exit thresholds (sequence or tensor)
-                     n:int, # early exits of the network
-                     policy:str='route_or_exit', measure:str='maxprob')->Tensor:
-    "Validate exit thresholds: `n` finite values in [0, 1]; a clear error otherwise."
-    t = torch.as_tensor(thresholds, dtype=torch.float32).flatten()
-    if t.numel() != n: raise ValueError(f"expected {n} exit thresholds (one per early exit), got {t.numel()}")
-    bad = torch.isnan(t) | (t < 0) | ((t > 1) & ~torch.isposinf(t))
-    if bad.any(): raise ValueError(f"exit thresholds must lie in [0, 1] (or be +inf: never exit) for the {policy!r} policy, got {t.tolist()}")
-    return t

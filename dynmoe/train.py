@@ -1,4 +1,4 @@
-"""One training loop for every model in dynmoe: SGD + cosine schedule, bf16, EMA, bi-level optimisation of classifier and policy, atomic resumable checkpoints, CSV/TensorBoard logs and multi-GPU through `torchrun`.
+"""One training loop for every dynmoe model: bi-level SGD and Adam, bf16, EMA, resumable checkpoints, logs, `torchrun`.
 
 Docs: https://dynmoe.github.io/dynmoe/training.html.md"""
 
@@ -18,13 +18,16 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from fastprogress.fastprogress import master_bar, progress_bar
+from fastcore.basics import store_attr
 from .core import set_seed, default_device, autocast
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'CKPT_FORMAT', 'RESUME_FREE', 'Config', 'CECriterion', 'top1', 'param_groups', 'make_optimizers', 'lr_at',
            'TensorLoader', 'dist_env', 'resolve_device', 'init_distributed', 'all_sum', 'rng_state', 'set_rng_state',
            'TrainState', 'save_checkpoint', 'load_checkpoint', 'config_diff', 'restore', 'write_csv', 'read_csv',
-           'tb_writer', 'evaluate', 'to_device', 'fit']
+           'tb_writer', 'evaluate', 'to_device', 'n_batches', 'train_state', 'Run', 'loss_step', 'start_epoch',
+           'train_batch', 'outer_step', 'resume', 'resume_epoch', 'checkpoint', 'open_run', 'progress', 'after_batch',
+           'valid_metrics', 'log_epoch', 'end_epoch', 'close_run', 'fit']
 
 # %% ../nbs/08_training.ipynb #7b0eb0cf
 SCHEDULES = ('cosine', 'onecycle', 'constant')
@@ -44,9 +47,9 @@ class Config:
     warmup_epochs: float = 0.0    # seed 003 warms up only on ImageNet (20 epochs); 0 for CIFAR
     schedule: str = 'cosine'      # seed 003 app. B: cosine; 'onecycle' = airbench's linear up/down; 'constant'
     label_smoothing: float = 0.1  # seed 003 app. B; used by the default cross-entropy criterion
-    grad_clip: float = 0.0        # max global grad norm; 0 = off (seed 003 does not clip; ~5 is a safety net for spiky policy losses)
-    ema_decay: float = 0.9999     # seed 003 app. B: EMA momentum 0.9999 (horizon ~10k steps; use ~0.999 for runs under ~20k steps); 0 = off
-    bilevel: bool = True          # seed 003 Eq. 10-12 when the model has policy_parameters(); otherwise training is joint
+    grad_clip: float = 0.0        # max grad norm, 0 = off (seed 003 does not clip; ~5 guards spiky policy losses)
+    ema_decay: float = 0.9999     # seed 003 app. B: 0.9999 (horizon ~10k steps; ~0.999 under ~20k steps); 0 = off
+    bilevel: bool = True          # seed 003 Eq. 10-12 if the model has policy_parameters(); else joint
     outer_every: int = 10         # seed 003 app. B: the policy is updated every 10 steps on CIFAR (100 on ImageNet)
     outer_frac: float = 0.25      # share of an outer step's batch held out from the inner step (not given in seed 003)
     outer_lr: float = 1e-3        # seed 003 app. B: the gater's Adam starts at 1e-3 ...
@@ -77,25 +80,38 @@ class Config:
         "Raise a one-line `ValueError` naming the first unusable field; return `self`."
         checks = [
             (isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an int >= 1, got {self.epochs!r}"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be an int >= 1, got {self.batch_size!r}"),
+            (isinstance(self.batch_size, int) and self.batch_size >= 1,
+             f"batch_size must be an int >= 1, got {self.batch_size!r}"),
             (_num(self.lr) and self.lr > 0, f"lr must be > 0, got {self.lr!r}"),
-            (_num(self.lr_min) and 0 <= self.lr_min <= self.lr, f"lr_min must be in [0, lr={self.lr}], got {self.lr_min!r}"),
+            (_num(self.lr_min) and 0 <= self.lr_min <= self.lr,
+             f"lr_min must be in [0, lr={self.lr}], got {self.lr_min!r}"),
             (_num(self.momentum) and 0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum!r}"),
             (not self.nesterov or (_num(self.momentum) and self.momentum > 0), "nesterov=True needs momentum > 0"),
-            (_num(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}"),
-            (_num(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs!r}"),
+            (_num(self.weight_decay) and self.weight_decay >= 0,
+             f"weight_decay must be >= 0, got {self.weight_decay!r}"),
+            (_num(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs,
+             f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
-            (_num(self.label_smoothing) and 0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}"),
+            (_num(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+             f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}"),
             (_num(self.grad_clip) and self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip!r}"),
-            (_num(self.ema_decay) and 0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay!r}"),
-            (isinstance(self.outer_every, int) and self.outer_every >= 1, f"outer_every must be an int >= 1, got {self.outer_every!r}"),
-            (_num(self.outer_frac) and 0 < self.outer_frac < 1, f"outer_frac must be in (0, 1), got {self.outer_frac!r}"),
+            (_num(self.ema_decay) and 0 <= self.ema_decay < 1,
+             f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay!r}"),
+            (isinstance(self.outer_every, int) and self.outer_every >= 1,
+             f"outer_every must be an int >= 1, got {self.outer_every!r}"),
+            (_num(self.outer_frac) and 0 < self.outer_frac < 1,
+             f"outer_frac must be in (0, 1), got {self.outer_frac!r}"),
             (_num(self.outer_lr) and self.outer_lr > 0, f"outer_lr must be > 0, got {self.outer_lr!r}"),
-            (_num(self.outer_lr_min) and 0 <= self.outer_lr_min <= self.outer_lr, f"outer_lr_min must be in [0, outer_lr={self.outer_lr}], got {self.outer_lr_min!r}"),
-            (isinstance(self.ckpt_every, int) and self.ckpt_every >= 0, f"ckpt_every must be an int >= 0, got {self.ckpt_every!r}"),
-            (isinstance(self.log_every, int) and self.log_every >= 1, f"log_every must be an int >= 1, got {self.log_every!r}"),
-            (self.resume in (True, False) or isinstance(self.resume, (str, Path)), f"resume must be True, False or a checkpoint path, got {self.resume!r}"),
-            (self.resume is not True or self.out_dir is not None, "resume=True needs out_dir (where last.pt lives), or pass the checkpoint path as resume"),
+            (_num(self.outer_lr_min) and 0 <= self.outer_lr_min <= self.outer_lr,
+             f"outer_lr_min must be in [0, outer_lr={self.outer_lr}], got {self.outer_lr_min!r}"),
+            (isinstance(self.ckpt_every, int) and self.ckpt_every >= 0,
+             f"ckpt_every must be an int >= 0, got {self.ckpt_every!r}"),
+            (isinstance(self.log_every, int) and self.log_every >= 1,
+             f"log_every must be an int >= 1, got {self.log_every!r}"),
+            (self.resume in (True, False) or isinstance(self.resume, (str, Path)),
+             f"resume must be True, False or a checkpoint path, got {self.resume!r}"),
+            (self.resume is not True or self.out_dir is not None,
+             "resume=True needs out_dir (where last.pt lives), or pass the checkpoint path as resume"),
         ]
         for ok, msg in checks:
             if not ok: raise ValueError(msg)
@@ -106,7 +122,9 @@ class CECriterion:
     "Default criterion: (label-smoothed) cross-entropy of a logits tensor, whatever the `part`."
     def __init__(self, label_smoothing:float=0.0): self.label_smoothing = label_smoothing
     def __call__(self, out:Tensor, y:Tensor, part:str='joint')->tuple[Tensor, dict]:
-        if not isinstance(out, Tensor): raise TypeError(f"CECriterion needs a logits tensor, got {type(out).__name__}; pass criterion= for models with other outputs")
+        if not isinstance(out, Tensor):
+            raise TypeError(f"CECriterion needs a logits tensor, got {type(out).__name__}; "
+                            "pass criterion= for models with other outputs")
         loss = F.cross_entropy(out.float(), y, label_smoothing=self.label_smoothing)
         return loss, {'ce': loss.item()}
     def __repr__(self): return f"CECriterion(label_smoothing={self.label_smoothing})"
@@ -115,7 +133,9 @@ def top1(out:Tensor, # (B, n_classes) logits
          y:Tensor,   # (B,) labels
         )->int: # number of correct top-1 predictions
     "Default metric: how many top-1 predictions of a logits tensor are right."
-    if not isinstance(out, Tensor) or out.ndim != 2: raise TypeError(f"top1 needs (B, n_classes) logits, got {type(out).__name__} {getattr(out, 'shape', '')}; pass metric= for models with other outputs")
+    if not isinstance(out, Tensor) or out.ndim != 2:
+        raise TypeError(f"top1 needs (B, n_classes) logits, got {type(out).__name__} {getattr(out, 'shape', '')}; "
+                        "pass metric= for models with other outputs")
     return int((out.argmax(1) == y).sum())
 
 # %% ../nbs/08_training.ipynb #1eca38d5
@@ -129,18 +149,23 @@ def param_groups(params, # iterable of parameters
     return [g for g in groups if g['params']]
 
 def make_optimizers(model:nn.Module, cfg:Config)->dict[str, torch.optim.Optimizer]:
-    "`{'joint': SGD}` over every parameter, or `{'inner': SGD, 'outer': Adam}` (seed 003 Eq. 10-12) for a model with policy parameters."
-    sgd = lambda ps: torch.optim.SGD(param_groups(ps, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    policy = [p for p in model.policy_parameters() if p.requires_grad] if cfg.bilevel and hasattr(model, 'policy_parameters') else []
+    "`{'joint': SGD}` over every parameter, or `{'inner': SGD, 'outer': Adam}` (seed 003 Eq. 10-12) with a policy."
+    def sgd(ps): return torch.optim.SGD(param_groups(ps, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
+                                        nesterov=cfg.nesterov)
+    has_policy = cfg.bilevel and hasattr(model, 'policy_parameters')
+    policy = [p for p in model.policy_parameters() if p.requires_grad] if has_policy else []
     if not policy: return {'joint': sgd(model.parameters())}
     pol_ids = {id(p) for p in policy}
-    clf = list(model.classifier_parameters()) if hasattr(model, 'classifier_parameters') else [p for p in model.parameters() if id(p) not in pol_ids]
+    if hasattr(model, 'classifier_parameters'): clf = list(model.classifier_parameters())
+    else: clf = [p for p in model.parameters() if id(p) not in pol_ids]
     clf_ids = {id(p) for p in clf}
     names = {id(p): n for n, p in model.named_parameters()}
     if both := [names.get(i, '?') for i in clf_ids & pol_ids]:
-        raise ValueError(f"parameters in both classifier_parameters() and policy_parameters(): {both[:5]}; each must belong to one optimiser")
+        raise ValueError(f"parameters in both classifier_parameters() and policy_parameters(): {both[:5]}; "
+                         "each must belong to one optimiser")
     if orphans := [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in clf_ids | pol_ids]:
-        raise ValueError(f"parameters in neither classifier_parameters() nor policy_parameters(), they would never train: {orphans[:5]}")
+        raise ValueError("parameters in neither classifier_parameters() nor policy_parameters(), "
+                         f"they would never train: {orphans[:5]}")
     return {'inner': sgd(clf), 'outer': torch.optim.Adam(policy, lr=cfg.outer_lr)}
 
 # %% ../nbs/08_training.ipynb #07636681
@@ -170,14 +195,16 @@ class TensorLoader:
                  rank:int=0, world_size:int=1, # this process's slice of each batch
                 ):
         if len(x) != len(y): raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
-        if batch_size % world_size: raise ValueError(f"batch_size={batch_size} must be divisible by world_size={world_size}")
-        self.x, self.y, self.bs, self.shuffle, self.drop_last, self.rank, self.world = x, y, batch_size, shuffle, drop_last, rank, world_size
+        if batch_size % world_size:
+            raise ValueError(f"batch_size={batch_size} must be divisible by world_size={world_size}")
+        store_attr('x,y,shuffle,drop_last,rank')
+        self.bs, self.world = batch_size, world_size
         self.generator = torch.Generator().manual_seed(seed)
     def __len__(self): return len(self.x) // self.bs if self.drop_last else math.ceil(len(self.x) / self.bs)
     def __iter__(self):
         idx = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else torch.arange(len(self.x))
         for i in range(len(self)):
-            b = idx[i*self.bs:(i+1)*self.bs].tensor_split(self.world)[self.rank]  # (batch_size/world_size,) this rank's slice
+            b = idx[i*self.bs:(i+1)*self.bs].tensor_split(self.world)[self.rank]  # (batch_size/world_size,) this rank's
             yield self.x[b], self.y[b]
 
 # %% ../nbs/08_training.ipynb #b9237370
@@ -208,22 +235,27 @@ def all_sum(values:list[float], device:torch.device)->list[float]:
 
 # %% ../nbs/08_training.ipynb #483ef611
 CKPT_FORMAT = 'dynmoe.train/1'
-RESUME_FREE = ('resume', 'quiet', 'log_every', 'ckpt_every', 'out_dir', 'device', 'tensorboard')  # fields a resumed run may change
+# the fields a resumed run may change
+RESUME_FREE = ('resume', 'quiet', 'log_every', 'ckpt_every', 'out_dir', 'device', 'tensorboard')
 
 def rng_state(loader=None)->dict:
     "The state of every random number generator a training step may draw from."
     np_st = np.random.get_state()
-    s = dict(python=random.getstate(), torch=torch.get_rng_state(),
-             numpy=dict(keys=torch.from_numpy(np_st[1].astype(np.int64)), pos=int(np_st[2]), has_gauss=int(np_st[3]), gauss=float(np_st[4])),
+    numpy = dict(keys=torch.from_numpy(np_st[1].astype(np.int64)), pos=int(np_st[2]), has_gauss=int(np_st[3]),
+                 gauss=float(np_st[4]))
+    s = dict(python=random.getstate(), torch=torch.get_rng_state(), numpy=numpy,
              cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
     if isinstance(g := getattr(loader, 'generator', None), torch.Generator): s['loader'] = g.get_state()
     return s
 
 def set_rng_state(s:dict, loader=None):
     "Restore generators saved by `rng_state`."
-    random.setstate(s['python']); torch.set_rng_state(s['torch'])
-    n = s['numpy']; np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
-    if s['cuda'] and torch.cuda.is_available() and len(s['cuda']) == torch.cuda.device_count(): torch.cuda.set_rng_state_all(s['cuda'])
+    random.setstate(s['python'])
+    torch.set_rng_state(s['torch'])
+    n = s['numpy']
+    np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
+    if s['cuda'] and torch.cuda.is_available() and len(s['cuda']) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(s['cuda'])
     if 'loader' in s and isinstance(g := getattr(loader, 'generator', None), torch.Generator): g.set_state(s['loader'])
 
 # %% ../nbs/08_training.ipynb #d2134386
@@ -242,18 +274,22 @@ class TrainState:
 
 def save_checkpoint(path:str|Path, # file to write, e.g. out_dir/last.pt
                     st:TrainState, cfg:Config,
-                    ranks:list[dict], # per rank: generators now ('rng') and at the epoch's start ('epoch_rng'), the epoch's running sums
+                    ranks:list[dict], # per rank: generators now ('rng') and at the epoch's start ('epoch_rng'), sums
                     steps_per_epoch:int|None=None, # batches per epoch, checked on resume
                    )->Path:
     "Write a resumable checkpoint atomically (temporary file, then rename)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = dict(format=CKPT_FORMAT, config=cfg.to_dict(), mode=st.mode, step=st.step, epoch=st.epoch, epoch_step=st.epoch_step,
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = dict(format=CKPT_FORMAT, config=cfg.to_dict(), mode=st.mode, step=st.step, epoch=st.epoch,
+                epoch_step=st.epoch_step,
                 steps_per_epoch=steps_per_epoch, history=st.history, model=st.model.state_dict(),
                 ema=st.ema.state_dict() if st.ema is not None else None,
                 opts={k: o.state_dict() for k, o in st.opts.items()}, ranks=ranks)
     tmp = path.with_name(path.name + '.tmp')
     with open(tmp, 'wb') as f:
-        torch.save(ckpt, f); f.flush(); os.fsync(f.fileno())
+        torch.save(ckpt, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
     return path
 
@@ -263,41 +299,52 @@ def load_checkpoint(path:str|Path)->dict:
     if not path.exists(): raise FileNotFoundError(f"checkpoint {path} not found")
     try: ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {str(e).splitlines()[0][:120]}); delete it to start afresh") from None
+        why = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        raise ValueError(f"checkpoint {path} is corrupt or truncated ({why}); delete it to start afresh") from None
     if not isinstance(ckpt, dict) or ckpt.get('format') != CKPT_FORMAT:
         raise ValueError(f"{path} is not a dynmoe.train checkpoint (format {CKPT_FORMAT!r})")
     return ckpt
 
 def config_diff(saved:dict, now:dict, ignore=RESUME_FREE)->list[str]:
     "The fields, other than `ignore`, in which two config dicts differ, as 'name: saved -> now'."
-    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now)) if k not in ignore and saved.get(k) != now.get(k)]
+    keys = [k for k in sorted(set(saved) | set(now)) if k not in ignore and saved.get(k) != now.get(k)]
+    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys]
 
 def restore(ckpt:dict, st:TrainState, cfg:Config, steps_per_epoch:int|None=None, path=''):
     "Load `ckpt` into `st` after checking it comes from the same experiment (config, model, data length)."
     if diff := config_diff(ckpt['config'], cfg.to_dict()):
-        raise ValueError(f"checkpoint {path} was made with a different config ({'; '.join(diff)}); use another out_dir or the same settings")
-    if ckpt['mode'] != st.mode: raise ValueError(f"checkpoint {path} was trained {ckpt['mode']}, this model trains {st.mode}")
+        raise ValueError(f"checkpoint {path} was made with a different config ({'; '.join(diff)}); "
+                         "use another out_dir or the same settings")
+    if ckpt['mode'] != st.mode:
+        raise ValueError(f"checkpoint {path} was trained {ckpt['mode']}, this model trains {st.mode}")
     if steps_per_epoch is not None and ckpt['steps_per_epoch'] not in (None, steps_per_epoch):
-        raise ValueError(f"checkpoint {path} had {ckpt['steps_per_epoch']} batches per epoch, the data loader now has {steps_per_epoch}")
+        raise ValueError(f"checkpoint {path} had {ckpt['steps_per_epoch']} batches per epoch, "
+                         f"the data loader now has {steps_per_epoch}")
     try:
         st.model.load_state_dict(ckpt['model'])
         if st.ema is not None: st.ema.load_state_dict(ckpt['ema'])
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"checkpoint {path} was saved from a different model: {' '.join(str(e).split())[:300]}") from None
+        why = ' '.join(str(e).split())[:300]
+        raise ValueError(f"checkpoint {path} was saved from a different model: {why}") from None
     for k, o in st.opts.items(): o.load_state_dict(ckpt['opts'][k])
-    st.step, st.epoch, st.epoch_step, st.history = ckpt['step'], ckpt['epoch'], ckpt['epoch_step'], list(ckpt['history'])
+    st.step, st.epoch, st.epoch_step = ckpt['step'], ckpt['epoch'], ckpt['epoch_step']
+    st.history = list(ckpt['history'])
 
 # %% ../nbs/08_training.ipynb #a13dfe68
 def write_csv(path:str|Path, rows:list[dict]):
     "Write `rows` (dicts with the same keys) as a CSV file, atomically."
-    path = Path(path); tmp = path.with_name(path.name + '.tmp')
+    path = Path(path)
+    tmp = path.with_name(path.name + '.tmp')
     with open(tmp, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
     os.replace(tmp, path)
 
 def read_csv(path:str|Path)->list[dict]:
     "Read a CSV log written by `fit`, numbers as floats."
-    with open(path, newline='') as f: return [{k: float(v) if v not in ('', None) else None for k, v in r.items()} for r in csv.DictReader(f)]
+    with open(path, newline='') as f: rows = list(csv.DictReader(f))
+    return [{k: float(v) if v not in ('', None) else None for k, v in r.items()} for r in rows]
 
 def tb_writer(out_dir:str|Path, purge_step:int|None=None):
     "A TensorBoard `SummaryWriter` on out_dir/tb, or None if tensorboard is not installed."
@@ -315,14 +362,17 @@ def evaluate(model:nn.Module, dl, # model and an iterable of (x, y) batches
     "Mean loss (criterion part 'joint') and top-1 accuracy of `model` on `dl`, in eval mode."
     criterion, metric = criterion or CECriterion(), metric or top1
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training; model.eval()
+    was_training = model.training
+    model.eval()
     loss_sum = correct = n = 0.0
     for x, y in dl:
         x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
         with autocast(device, enabled=amp):
             out = model(x)
             loss, _ = criterion(out, y, 'joint')
-        loss_sum += loss.item() * len(y); correct += metric(out, y); n += len(y)
+        loss_sum += loss.item() * len(y)
+        correct += metric(out, y)
+        n += len(y)
     model.train(was_training)
     loss_sum, correct, n = all_sum([loss_sum, correct, n], device)
     return dict(loss=loss_sum / max(n, 1), acc=correct / max(n, 1), n=int(n))
@@ -330,9 +380,236 @@ def evaluate(model:nn.Module, dl, # model and an iterable of (x, y) batches
 def to_device(x:Tensor, device:torch.device, channels_last:bool=True)->Tensor:
     "Move a batch to `device`, images (4-d floats) in channels-last layout."
     x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 and x.is_floating_point() else x
+    if channels_last and x.ndim == 4 and x.is_floating_point(): return x.contiguous(memory_format=torch.channels_last)
+    return x
 
-# %% ../nbs/08_training.ipynb #4f3c89d9
+# %% ../nbs/08_training.ipynb #018559a8
+def n_batches(train_dl)->int:
+    "Batches per epoch of `train_dl`, with a clear error if it has no `len()` or yields nothing."
+    try: n = len(train_dl)
+    except TypeError:
+        raise TypeError(f"train_dl must have a len() (batches per epoch), got {type(train_dl).__name__}") from None
+    if n < 1: raise ValueError("train_dl yields no batches (is batch_size larger than the dataset?)")
+    return n
+
+# %% ../nbs/08_training.ipynb #aa88872e
+def train_state(model:nn.Module, cfg:Config, device:torch.device)->TrainState:
+    "The model on `device` (channels-last if asked), its optimisers and its EMA, at step 0."
+    if device.type == 'cuda': torch.backends.cudnn.benchmark = True  # fastest conv kernels for the fixed input size
+    model = model.to(device)
+    if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
+    st = TrainState(model, make_optimizers(model, cfg))
+    if cfg.ema_decay: st.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    return st
+
+# %% ../nbs/08_training.ipynb #8926e354
+class Run:
+    "One call of `fit`: its settings, protocol functions, device, place among the processes, state and outputs."
+    def __init__(self, model:nn.Module, train_dl, valid_dl, cfg:Config, criterion, metric):
+        store_attr('train_dl,valid_dl,cfg,criterion,metric')
+        self.rank, self.world, local_rank = dist_env()
+        self.device = resolve_device(cfg.device, local_rank)
+        self.created_pg = init_distributed(self.device)
+        self.lead = self.rank == 0
+        self.out = Path(cfg.out_dir) if cfg.out_dir is not None and self.lead else None  # only rank 0 writes files
+        if self.out is not None: self.out.mkdir(parents=True, exist_ok=True)
+        set_seed(cfg.seed + self.rank)
+        self.st = train_state(model, cfg, self.device)
+        self.bilevel = self.st.mode == 'bilevel'
+        self.main_opt = self.st.opts['inner' if self.bilevel else 'joint']  # the optimiser of every step
+        self.main_params = [p for g in self.main_opt.param_groups for p in g['params']]
+        self.steps_per_epoch = n_batches(train_dl)
+        self.total, self.warmup = cfg.epochs * self.steps_per_epoch, round(cfg.warmup_epochs * self.steps_per_epoch)
+        self.net, self.resumed, self.tb, self.mb = self.st.model, None, None, None  # DDP, resume, logs: set later
+
+    def say(self, *args):
+        "Print on the lead process unless `cfg.quiet`."
+        if self.lead and not self.cfg.quiet: print(*args)
+
+# %% ../nbs/08_training.ipynb #65e6306b
+def loss_step(run:Run, x:Tensor, y:Tensor, # the samples of this step
+              part:str, # 'joint', 'inner' or 'outer' (passed to the criterion)
+              opt:torch.optim.Optimizer, params:list, # the one optimiser this step moves, and its parameters
+             )->tuple: # model output, loss value, the criterion's logs
+    "Forward, NaN guard, backward, clip, step one optimiser."
+    st, cfg = run.st, run.cfg
+    with autocast(run.device, enabled=cfg.amp):
+        o = run.net(x)
+        loss, logs = run.criterion(o, y, part)
+    lv = loss.item() if run.world == 1 else all_sum([loss.item()], run.device)[0]
+    if not math.isfinite(lv):
+        terms = ', '.join(f"{k}={v:.4g}" for k, v in logs.items())
+        last = run.out/'last.pt' if run.out else 'none'
+        raise FloatingPointError(f"non-finite {part} loss at step {st.step} (epoch {st.epoch + 1}, "
+                                 f"batch {st.epoch_step + 1}): loss={loss.item()}, {terms}; last checkpoint: {last}")
+    st.model.zero_grad(set_to_none=True)  # also drops what the other optimiser's parameters got
+    loss.backward()
+    if cfg.grad_clip:
+        norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        if not torch.isfinite(norm):
+            raise FloatingPointError(f"non-finite gradient norm at step {st.step} ({part}): {norm.item()}")
+    opt.step()
+    return o, loss.item(), logs
+
+# %% ../nbs/08_training.ipynb #249a67ce
+def start_epoch(run:Run, epoch:int): # iterator over the epoch's batches
+    "Begin an epoch: its batches and fresh running sums (after a resume: the rest of the killed run's epoch)."
+    if hasattr(run.train_dl, 'set_epoch'): run.train_dl.set_epoch(epoch)
+    if run.resumed: return resume_epoch(run)
+    run.epoch_rng = rng_state(run.train_dl)  # the generators as the epoch begins: mid-epoch checkpoints hold them
+    batches = iter(run.train_dl)
+    run.sums, run.t0 = [0.0, 0.0, 0.0], time.perf_counter()  # loss x samples, correct, samples
+    return batches
+
+# %% ../nbs/08_training.ipynb #e861288c
+def train_batch(run:Run, x:Tensor, y:Tensor):
+    "One optimiser step: the inner (or joint) step, and every `outer_every`-th step of bi-level training the outer one."
+    st, cfg = run.st, run.cfg
+    x, y = to_device(x, run.device, cfg.channels_last), y.to(run.device, non_blocking=True)
+    outer = run.bilevel and (st.step + 1) % cfg.outer_every == 0 and len(y) > 1
+    k = len(y) - max(1, round(cfg.outer_frac * len(y))) if outer else len(y)  # samples for the inner step
+    run.lr = lr_at(st.step, run.total, cfg.lr, cfg.lr_min, run.warmup, cfg.schedule)
+    for g in run.main_opt.param_groups: g['lr'] = run.lr
+    part = 'inner' if run.bilevel else 'joint'
+    o, run.loss, run.logs = loss_step(run, x[:k], y[:k], part, run.main_opt, run.main_params)
+    run.sums[0] += run.loss * k   # loss x samples
+    run.sums[1] += run.metric(o, y[:k])   # correct
+    run.sums[2] += k   # samples
+    del o
+    if outer: run.logs = {**run.logs, **outer_step(run, x[k:], y[k:])}
+    if st.ema is not None: st.ema.update_parameters(st.model)
+    st.step += 1
+    st.epoch_step += 1
+
+# %% ../nbs/08_training.ipynb #28337f9b
+def outer_step(run:Run, x:Tensor, y:Tensor, # the held-out samples of the batch
+              )->dict: # the criterion's logs, names prefixed with 'outer_'
+    "The policy's step (seed 003 Eq. 12): Adam on the held-out samples, through the classifier just updated."
+    opt, cfg = run.st.opts['outer'], run.cfg
+    for g in opt.param_groups: g['lr'] = lr_at(run.st.step, run.total, cfg.outer_lr, cfg.outer_lr_min)
+    _, _, logs = loss_step(run, x, y, 'outer', opt, opt.param_groups[0]['params'])
+    return {f'outer_{n}': v for n, v in logs.items()}
+
+# %% ../nbs/08_training.ipynb #d9f802e8
+def resume(run:Run):
+    "Load the checkpoint `cfg.resume` names into the run's state; keep this rank's generators and running sums."
+    cfg = run.cfg
+    path = (Path(cfg.out_dir)/'last.pt') if cfg.resume is True else Path(cfg.resume) if cfg.resume else None
+    if path is None: return
+    if cfg.resume is True and not path.exists(): return run.say(f"no checkpoint at {path}; starting afresh")
+    ckpt = load_checkpoint(path)
+    restore(ckpt, run.st, cfg, run.steps_per_epoch, path)
+    if (n := len(ckpt['ranks'])) != run.world:
+        warnings.warn(f"checkpoint from {n} processes resumed on {run.world}: "
+                      "random streams differ from the original run")
+    run.resumed = ckpt['ranks'][run.rank % n]
+    run.say(f"resumed from {path}: epoch {run.st.epoch}, step {run.st.step}")
+
+# %% ../nbs/08_training.ipynb #300a26b9
+def resume_epoch(run:Run): # iterator over the rest of the epoch's batches
+    "The first epoch after a resume: replay the killed run's shuffle, skip what it trained on, restore its generators."
+    dl, saved, skip = run.train_dl, run.resumed, run.st.epoch_step  # skip > 0 only after a mid-epoch checkpoint
+    set_rng_state(saved['epoch_rng'] if skip else saved['rng'], dl)  # replay the epoch's shuffle ...
+    run.epoch_rng = rng_state(dl)
+    batches = iter(dl)
+    for _ in range(skip): next(batches)                             # ... skip what was trained on ...
+    run.sums, run.t0 = [0.0, 0.0, 0.0], time.perf_counter()
+    if skip:                                                       # ... and go on as the killed run would have
+        set_rng_state(saved['rng'], dl)
+        run.sums, run.t0 = saved['sums'][:3], run.t0 - saved['sums'][3]
+    run.resumed = None
+    return batches
+
+# %% ../nbs/08_training.ipynb #6c143cbd
+def checkpoint(run:Run):
+    "Write out_dir/last.pt. Every rank calls it: it gathers every rank's generators and running sums."
+    if run.cfg.out_dir is None: return
+    st = run.st
+    mine = dict(rng=rng_state(run.train_dl), epoch_rng=run.epoch_rng if st.epoch_step else None,
+                sums=run.sums + [time.perf_counter() - run.t0])
+    ranks = [mine] if run.world == 1 else [None] * run.world
+    if run.world > 1: dist.all_gather_object(ranks, mine)
+    if run.lead: save_checkpoint(run.out/'last.pt', st, run.cfg, ranks, run.steps_per_epoch)
+
+# %% ../nbs/08_training.ipynb #fafa598b
+def open_run(run:Run):
+    "Wrap the model in DDP under torchrun; open TensorBoard and the progress table on the lead process."
+    cfg, st = run.cfg, run.st
+    if run.world > 1:
+        ids = [run.device.index] if run.device.type == 'cuda' else None
+        run.net = DDP(st.model, device_ids=ids, find_unused_parameters=run.bilevel)
+    run.tb = tb_writer(run.out, purge_step=st.step) if run.out is not None and cfg.tensorboard else None
+    ema_cols = ['ema_valid_loss', 'ema_valid_acc'] if st.ema else []
+    run.cols = ['epoch', 'train_loss', 'train_acc', 'valid_loss', 'valid_acc', *ema_cols, 'lr', 'seconds', 'img_per_s']
+    run.epochs = range(st.epoch, cfg.epochs)
+    if run.lead and not cfg.quiet:
+        run.mb = run.epochs = master_bar(run.epochs)
+        run.mb.write(run.cols, table=True)
+
+# %% ../nbs/08_training.ipynb #39b46383
+def progress(run:Run, batches): # the batches, wrapped in a progress bar on the lead process
+    "Show `batches` as the epoch's progress bar (if there is a table) and put the model in training mode."
+    if run.mb is None: run.pb = batches
+    else: run.pb = progress_bar(batches, total=run.steps_per_epoch - run.st.epoch_step, parent=run.mb)
+    run.net.train()
+    return run.pb
+
+# %% ../nbs/08_training.ipynb #c4786f59
+def after_batch(run:Run):
+    "Every `log_every` steps the progress comment and TensorBoard scalars; every `ckpt_every` steps a checkpoint."
+    st, cfg, sums = run.st, run.cfg, run.sums
+    if st.step % cfg.log_every == 0:
+        if run.mb is not None: run.pb.comment = f"loss {sums[0]/sums[2]:.3f} acc {sums[1]/sums[2]:.3f} lr {run.lr:.2g}"
+        if run.tb is not None:
+            run.tb.add_scalar('train/loss', run.loss, st.step)
+            run.tb.add_scalar('train/lr', run.lr, st.step)
+            for name, v in run.logs.items(): run.tb.add_scalar(f'train/{name}', v, st.step)
+    if cfg.ckpt_every and st.step % cfg.ckpt_every == 0 and st.epoch_step < run.steps_per_epoch: checkpoint(run)
+
+# %% ../nbs/08_training.ipynb #6b0c83ad
+def valid_metrics(run:Run, model:nn.Module)->dict:
+    "`evaluate` on the run's validation batches (NaN when there are none)."
+    if run.valid_dl is None: return dict(loss=float('nan'), acc=float('nan'))
+    return evaluate(model, run.valid_dl, run.criterion, run.metric, run.device, run.cfg.amp, run.cfg.channels_last)
+
+# %% ../nbs/08_training.ipynb #f80e9eaf
+def log_epoch(run:Run, row:dict):
+    "The epoch's row in the progress table, log.csv (rewritten whole from the history) and TensorBoard."
+    if run.mb is not None:
+        run.mb.write([f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in run.cols], table=True)
+    if run.out is not None: write_csv(run.out/'log.csv', run.st.history)
+    if run.tb is not None:
+        for c in run.cols[1:]: run.tb.add_scalar(f'epoch/{c}', row[c], run.st.step)
+        run.tb.flush()
+
+# %% ../nbs/08_training.ipynb #6b495127
+def end_epoch(run:Run, epoch:int)->dict: # the epoch's row of the history
+    "Close an epoch: sum the ranks' running sums, evaluate the model and its EMA, log the row, checkpoint."
+    st = run.st
+    secs = time.perf_counter() - run.t0
+    loss_sum, correct, n = all_sum(run.sums, run.device)
+    row = dict(epoch=epoch + 1, train_loss=loss_sum / n, train_acc=correct / n)
+    v = valid_metrics(run, st.model)
+    row.update(valid_loss=v['loss'], valid_acc=v['acc'])
+    if st.ema is not None:
+        v = valid_metrics(run, st.ema.module)
+        row.update(ema_valid_loss=v['loss'], ema_valid_acc=v['acc'])
+    row.update(lr=run.lr, seconds=secs, img_per_s=n / secs)
+    st.history.append(row)
+    st.epoch += 1
+    st.epoch_step = 0
+    log_epoch(run, row)
+    checkpoint(run)
+    return row
+
+# %% ../nbs/08_training.ipynb #7a0580be
+def close_run(run:Run)->TrainState:
+    "Close TensorBoard and the process group this run created; the trained state."
+    if run.tb is not None: run.tb.close()
+    if run.created_pg: dist.destroy_process_group()
+    return run.st
+
+# %% ../nbs/08_training.ipynb #949541b8
 def fit(model:nn.Module, # any model; `model(x)` may return anything the criterion understands
         train_dl, # iterable of (x, y) batches with len(); see `TensorLoader`
         valid_dl=None, # same, for the end-of-epoch evaluation (None: no evaluation)
@@ -342,120 +619,12 @@ def fit(model:nn.Module, # any model; `model(x)` may return anything the criteri
        )->TrainState:
     "Train `model` on `train_dl` following `cfg`; resumable, multi-process under torchrun."
     cfg = (cfg or Config()).validate()
-    criterion, metric = criterion or CECriterion(cfg.label_smoothing), metric or top1
-    rank, world, local_rank = dist_env()
-    device = resolve_device(cfg.device, local_rank)
-    created_pg = init_distributed(device)
-    lead = rank == 0
-    out = Path(cfg.out_dir) if cfg.out_dir is not None and lead else None  # only rank 0 writes files
-    if out is not None: out.mkdir(parents=True, exist_ok=True)
-    say = print if lead and not cfg.quiet else (lambda *a, **k: None)
-    set_seed(cfg.seed + rank)
-    if device.type == 'cuda': torch.backends.cudnn.benchmark = True  # fastest conv kernels for the fixed input size
-
-    model = model.to(device)
-    if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
-    st = TrainState(model, make_optimizers(model, cfg))
-    if cfg.ema_decay: st.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    bilevel = st.mode == 'bilevel'
-    main_opt = st.opts['inner' if bilevel else 'joint']
-    main_params = [p for g in main_opt.param_groups for p in g['params']]
-    try: steps_per_epoch = len(train_dl)
-    except TypeError: raise TypeError(f"train_dl must have a len() (batches per epoch), got {type(train_dl).__name__}") from None
-    if steps_per_epoch < 1: raise ValueError("train_dl yields no batches (is batch_size larger than the dataset?)")
-    total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
-
-    # resume: everything the killed run had, then the random generators as they were at its checkpoint
-    ckpt_path = (Path(cfg.out_dir)/'last.pt') if cfg.resume is True else Path(cfg.resume) if cfg.resume else None
-    resumed = None  # this rank's generators and running sums at the checkpoint
-    if ckpt_path is not None and (ckpt_path.exists() or cfg.resume is not True):
-        ckpt = load_checkpoint(ckpt_path)
-        restore(ckpt, st, cfg, steps_per_epoch, ckpt_path)
-        if len(ckpt['ranks']) != world: warnings.warn(f"checkpoint from {len(ckpt['ranks'])} processes resumed on {world}: random streams differ from the original run")
-        resumed = ckpt['ranks'][rank % len(ckpt['ranks'])]
-        say(f"resumed from {ckpt_path}: epoch {st.epoch}, step {st.step}")
-    elif ckpt_path is not None: say(f"no checkpoint at {ckpt_path}; starting afresh")
-
-    net = model if world == 1 else DDP(model, device_ids=[device.index] if device.type == 'cuda' else None, find_unused_parameters=bilevel)
-    tb = tb_writer(out, purge_step=st.step) if out is not None and cfg.tensorboard else None
-
-    def checkpoint(): # all ranks call it: it gathers every rank's generators and running sums
-        if cfg.out_dir is None: return
-        mine = dict(rng=rng_state(train_dl), epoch_rng=epoch_rng if st.epoch_step else None, sums=sums + [time.perf_counter() - t0])
-        ranks = [mine] if world == 1 else [None] * world
-        if world > 1: dist.all_gather_object(ranks, mine)
-        if lead: save_checkpoint(out/'last.pt', st, cfg, ranks, steps_per_epoch)
-
-    def step_on(x, y, part, opt, params): # forward, NaN guard, backward, clip, step one optimiser
-        with autocast(device, enabled=cfg.amp):
-            o = net(x)
-            loss, logs = criterion(o, y, part)
-        lv = loss.item() if world == 1 else all_sum([loss.item()], device)[0]
-        if not math.isfinite(lv):
-            terms = ', '.join(f"{k}={v:.4g}" for k, v in logs.items())
-            raise FloatingPointError(f"non-finite {part} loss at step {st.step} (epoch {st.epoch + 1}, batch {st.epoch_step + 1}): "
-                                     f"loss={loss.item()}, {terms}; last checkpoint: {out/'last.pt' if out else 'none'}")
-        model.zero_grad(set_to_none=True)  # also drops what the other optimiser's parameters got
-        loss.backward()
-        if cfg.grad_clip:
-            norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            if not torch.isfinite(norm): raise FloatingPointError(f"non-finite gradient norm at step {st.step} ({part}): {norm.item()}")
-        opt.step()
-        return o, loss.item(), logs
-
-    cols = ['epoch', 'train_loss', 'train_acc', 'valid_loss', 'valid_acc'] + (['ema_valid_loss', 'ema_valid_acc'] if st.ema else []) + ['lr', 'seconds', 'img_per_s']
-    epochs = range(st.epoch, cfg.epochs)
-    mb = master_bar(epochs) if lead and not cfg.quiet else None
-    if mb is not None: mb.write(cols, table=True)
-    for epoch in (mb if mb is not None else epochs):
-        if hasattr(train_dl, 'set_epoch'): train_dl.set_epoch(epoch)
-        skip = st.epoch_step  # > 0 only when resuming from a mid-epoch checkpoint
-        if resumed: set_rng_state(resumed['epoch_rng'] if skip else resumed['rng'], train_dl)  # replay the epoch's shuffle ...
-        epoch_rng = rng_state(train_dl)
-        batches = iter(train_dl)
-        for _ in range(skip): next(batches)                                      # ... skip what was trained on ...
-        sums, t0 = [0.0, 0.0, 0.0], time.perf_counter()                        # loss x samples, correct, samples
-        if resumed and skip:                                                    # ... and go on as the killed run would have
-            set_rng_state(resumed['rng'], train_dl); sums, t0 = resumed['sums'][:3], t0 - resumed['sums'][3]
-        resumed = None
-        pb = progress_bar(batches, total=steps_per_epoch - skip, parent=mb) if mb is not None else batches
-        net.train()
-        for x, y in pb:
-            x, y = to_device(x, device, cfg.channels_last), y.to(device, non_blocking=True)
-            outer = bilevel and (st.step + 1) % cfg.outer_every == 0 and len(y) > 1
-            k = len(y) - max(1, round(cfg.outer_frac * len(y))) if outer else len(y)  # samples for the inner step
-            lr = lr_at(st.step, total, cfg.lr, cfg.lr_min, warmup, cfg.schedule)
-            for g in main_opt.param_groups: g['lr'] = lr
-            o, lv, logs = step_on(x[:k], y[:k], 'inner' if bilevel else 'joint', main_opt, main_params)
-            sums[0] += lv * k; sums[1] += metric(o, y[:k]); sums[2] += k; del o
-            if outer:
-                for g in st.opts['outer'].param_groups: g['lr'] = lr_at(st.step, total, cfg.outer_lr, cfg.outer_lr_min)
-                _, _, ologs = step_on(x[k:], y[k:], 'outer', st.opts['outer'], st.opts['outer'].param_groups[0]['params'])
-                logs = {**logs, **{f'outer_{n_}': v for n_, v in ologs.items()}}
-            if st.ema is not None: st.ema.update_parameters(model)
-            st.step += 1; st.epoch_step += 1
-            if st.step % cfg.log_every == 0:
-                if mb is not None: pb.comment = f"loss {sums[0]/sums[2]:.3f} acc {sums[1]/sums[2]:.3f} lr {lr:.2g}"
-                if tb is not None:
-                    tb.add_scalar('train/loss', lv, st.step); tb.add_scalar('train/lr', lr, st.step)
-                    for name, v in logs.items(): tb.add_scalar(f'train/{name}', v, st.step)
-            if cfg.ckpt_every and st.step % cfg.ckpt_every == 0 and st.epoch_step < steps_per_epoch: checkpoint()
-        secs = time.perf_counter() - t0
-        loss_sum, correct, n = all_sum(sums, device)
-
-        row = dict(epoch=epoch + 1, train_loss=loss_sum / n, train_acc=correct / n)
-        ev = lambda m: evaluate(m, valid_dl, criterion, metric, device, cfg.amp, cfg.channels_last) if valid_dl is not None else dict(loss=float('nan'), acc=float('nan'))
-        v = ev(model); row.update(valid_loss=v['loss'], valid_acc=v['acc'])
-        if st.ema is not None: v = ev(st.ema.module); row.update(ema_valid_loss=v['loss'], ema_valid_acc=v['acc'])
-        row.update(lr=lr, seconds=secs, img_per_s=n / secs)
-        st.history.append(row); st.epoch += 1; st.epoch_step = 0
-        if mb is not None: mb.write([f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols], table=True)
-        if out is not None: write_csv(out/'log.csv', st.history)
-        if tb is not None:
-            for c in cols[1:]: tb.add_scalar(f'epoch/{c}', row[c], st.step)
-            tb.flush()
-        checkpoint()
-
-    if tb is not None: tb.close()
-    if created_pg: dist.destroy_process_group()
-    return st
+    run = Run(model, train_dl, valid_dl, cfg, criterion or CECriterion(cfg.label_smoothing), metric or top1)
+    resume(run)
+    open_run(run)
+    for epoch in run.epochs:
+        for x, y in progress(run, start_epoch(run, epoch)):
+            train_batch(run, x, y)
+            after_batch(run)
+        end_epoch(run, epoch)
+    return close_run(run)

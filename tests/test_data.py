@@ -10,10 +10,10 @@ import fastcore.test as ft
 import dynmoe.data as dd
 from dynmoe.data import (DATA_SOURCES, FastLoader, Split, augment_batch, channel_stats, corrupt, data_tour, ensure_dataset,
                          extract_archive, fetch, file_md5, find_cifar10, get_dataset, load_cifar10, load_cifar100,
-                         load_tinyimagenet, make_fake_cifar, make_fake_tinyimagenet, make_synthetic, read_cifar_batch,
-                         sample_images, split_train_valid)
+                         load_tinyimagenet, make_fake_cifar, make_fake_tinyimagenet, make_synthetic, normalise,
+                         read_cifar_batch, sample_images, split_train_valid)
 
-SHARED = Path(__file__).resolve().parents[2]/'shared'/'data'
+REAL = find_cifar10()   # a real CIFAR-10 only where the user points DYNMOE_DATA (CI's second run does)
 
 @pytest.fixture
 def offline_sources(monkeypatch):
@@ -175,9 +175,9 @@ def test_synthetic_learnable():
     acc = (torch.cdist(ds.test.x.float().flatten(1), means).argmin(1) == ds.test.y).float().mean()
     assert acc > 0.8, acc
 
-@pytest.mark.skipif(not (SHARED/'cifar-10-batches-py').is_dir(), reason='offline CIFAR-10 copy not present')
+@pytest.mark.skipif(REAL is None, reason='no CIFAR-10 folder in $DYNMOE_DATA or data/')
 def test_real_cifar10_sizes():
-    ds = get_dataset('cifar10', SHARED, download=False)
+    ds = get_dataset('cifar10', REAL, download=False)
     ft.test_eq((len(ds.train), len(ds.valid), len(ds.test)), (45000, 5000, 10000))
     ft.test_eq(torch.bincount(ds.valid.y).tolist(), [500]*10)
     ft.test_close(torch.tensor(ds.mean), torch.tensor([0.4913, 0.4821, 0.4465]), eps=5e-4)   # README's figures (all 50k)
@@ -214,6 +214,22 @@ def test_normalisation_and_layout():
     assert xb.is_contiguous(memory_format=torch.channels_last)
     xb16 = next(iter(FastLoader(x, torch.zeros(20, dtype=torch.int64), 20, train=False, mean=mean, std=std, dtype=torch.bfloat16)))[0]
     ft.test_eq(xb16.dtype, torch.bfloat16); ft.test_close(xb16.float(), ref, eps=0.05)
+
+def test_normalise_is_the_formula():
+    x = make_synthetic(6).x
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 0.2)
+    got = normalise(x, mean, std)
+    ref = ((x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
+    assert torch.equal(got, ref) and got.dtype == torch.float32
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(normalise(x, torch.tensor(mean, dtype=torch.float64), torch.tensor(std)), got)
+    ft.test_eq(next(iter(FastLoader(x, torch.zeros(6, dtype=torch.int64), 6, train=False, mean=mean, std=std)))[0].shape,
+               got.shape)
+    with pytest.raises(TypeError, match='uint8 images'): normalise(x.float(), mean, std)
+    with pytest.raises(TypeError, match='uint8 images'): normalise(x.numpy(), mean, std)
+    with pytest.raises(TypeError, match=r'\(N, C, H, W\)'): normalise(x[0], mean, std)
+    with pytest.raises(ValueError, match='need 3 values'): normalise(x, mean[:2], std)
+    with pytest.raises(ValueError, match='need 3 values'): normalise(x, mean, torch.ones(1, 3))
 
 def test_train_batches_are_crops_of_their_images():
     x = make_synthetic(8, size=10).x; y = torch.arange(8)

@@ -14,7 +14,7 @@ from dynmoe.difficulty import spearman, association, difficulty_report, summaris
 
 
 # ---------- helpers
-from _nets import randomise
+from dynmoe.models import randomise
 
 def images(n, seed=0):
     "Float images with per-image brightness and contrast, so routing varies."

@@ -1,4 +1,4 @@
-"Tests of dynmoe.latency: ONNX export, the onnxruntime runtime against DynNet.infer, the latency table and its use. No timing is asserted."
+"Tests of dynmoe.export and dynmoe.latency: ONNX export, the onnxruntime runtime against DynNet.infer, the latency table and its use. No timing is asserted."
 import sys
 import numpy as np
 import pytest
@@ -7,12 +7,11 @@ import torch.nn as nn
 from dynmoe.models import DynNet
 from dynmoe.losses import exit_costs
 from dynmoe.data import sample_images
-from dynmoe.latency import (export_onnx, OrtNet, segments, segment_names, table_segments, segments_table, path_cost, graph_cost,
-                            check_against_torch, measure_lut, use_latency_table, exit_costs_from_table, latency_costs, using_table,
-                            decision_share, exit_path, exit_costs_per_image, choose_thresholds, camera_stream, deadline_report,
-                            prediction_quality, load_weights, is_trained, require_onnxruntime, FRAME_KINDS)
-
-from _nets import randomise as _randomise
+from dynmoe.models import randomise as _randomise
+from dynmoe.export import (export_onnx, OrtNet, segments, path_cost, graph_cost, fused_path, check_against_torch, load_weights,
+                           is_trained, require_onnxruntime)
+from dynmoe.latency import (measure_lut, use_latency_table, latency_costs, decision_share, exit_costs_per_image, choose_thresholds,
+                            camera_stream, deadline_report, prediction_quality, FRAME_KINDS)
 
 def randomise(m, seed=0):
     "Random BN statistics (marked as trained) and random gates/policies, biases included."
@@ -49,7 +48,7 @@ def test_runtime_matches_infer(kind, kw, x, tmp_path):
         assert chk['disagree_not_near'] == 0 and chk['same_macs'] >= 1 - chk['near_threshold'] / len(x), chk
         assert chk['max_logit_diff'] < 1e-3, chk
         o = rt.infer(x, thr)
-        for j in range(len(x)): assert o.paths[j] == exit_path(rt.meta, o.experts[j, :, 0], int(o.exit[j]), fused)
+        for j in range(len(x)): assert o.paths[j] == rt.exit_path(int(o.exit[j]), o.experts[j, :, 0].tolist())
         if m.has_exits: assert len(o.exit.unique()) >= 2   # the thresholds really split the batch (median thresholds need not reach every exit)
     if kind == 'static':
         w = OrtNet(folder).infer(x, whole=True)
@@ -62,6 +61,7 @@ def test_segment_wrappers_match_modules():
         xx = torch.randn(1, 3, 32, 32)
         with torch.no_grad():
             h0 = m.stem(xx); g = m.gates[0](h0.mean((2, 3))); h = m.trunks[0](h0)
+            assert set(m.spec.segments()) <= set(segs)
             w, idx = segs['gate.0'](h0)
             assert torch.equal(idx, g.idx) and torch.allclose(w, g.weights, atol=1e-6)
             e = int(idx[0, 0])
@@ -94,26 +94,23 @@ def test_deadline(dyn, x):
     with pytest.raises(ValueError, match='needs a latency table'): rt.infer(x[:1], thr, deadline_ms=1.0)
 
 def test_lut_and_loss_costs(dyn, x):
-    "The LUT has macs_table()'s structure; exit costs priced with it; the MAC table gives exit_costs back exactly."
+    "The LUT has macs_table()'s keys; exit costs priced with it; the MAC table gives exit_costs back exactly."
     m, rt, rtf, thr = dyn
     lut = measure_lut(rt, x[:1], repeats=3, warmup=1)
     assert set(lut['segments']) == set(rt.sessions) and all(v > 0 for v in lut['segments'].values())
-    table, full = use_latency_table(m, lut)
+    table = use_latency_table(m, lut)
     mt = m.macs_table()
-    assert set(table) == set(mt) and len(table['experts']) == m.S and all(len(r) == m.E for r in table['experts'])
-    assert table['gate'][1:] == [0] * (m.S - 1) and full > table['stem']
-    assert segments_table(rt.meta, table_segments(rt.meta, mt)) == mt   # the two views of a table are inverses
+    assert list(table) == list(mt) == m.spec.segments() and m.full_macs(table) > table['stem']
     with torch.no_grad(): out = m(x[:8])
-    c = exit_costs_from_table(m, out, table)
+    c = exit_costs(m, out, table)
     assert c.shape == (8, m.K) and (c > 0).all() and (c <= 1).all() and (c.diff(dim=1) > 0).all()
-    assert torch.equal(exit_costs_from_table(m, out, mt), exit_costs(m, out))
+    assert torch.equal(exit_costs(m, out, mt), exit_costs(m, out))
     assert torch.allclose(latency_costs(m, lut)(m, out), c)
-    assert m.macs_table() is mt
-    with pytest.raises(RuntimeError):
-        with using_table(m, table): raise RuntimeError('boom')
-    assert m.macs_table() is mt    # restored even after an error
+    assert m.macs_table() is mt    # pricing in ms leaves the MAC table alone
     ds = decision_share(lut)
     assert set(ds['decision_ms']) == {'gate.0', 'policy.0', 'policy.1'} and 0 < ds['total_share'] < 1
+    deepest = m.spec.exit_path(m.K - 1, [0] * m.S)
+    assert ds['full_ms'] == pytest.approx(sum(lut['segments'][n] for n in deepest))
 
 def test_prediction_and_paths(dyn, x):
     "LUT path sums: fused graphs cost their own entry, or the sum of their segments; MAC path sums = DynNet.infer's MACs."
@@ -126,6 +123,10 @@ def test_prediction_and_paths(dyn, x):
     experts = torch.stack([r.idx[:, 0] for r in out.routings], 1)
     cm = exit_costs_per_image(rt.meta, rt.macs, experts)
     assert np.array_equal(cm[np.arange(len(x)), o.exit.numpy()], o.macs.numpy())
+    assert np.array_equal(cm, m.path_macs(experts[..., None]).numpy())           # the same sums as chapter 06's
+    assert np.array_equal(exit_costs_per_image(rt.meta, rt.macs, experts, fused=True), cm)   # fused graphs: their parts
+    assert fused_path(m.spec.exit_path(1, [2, 3])) == ['stem+gate.0', 'trunk.0+expert.0.2', 'exit.0+policy.0',
+                                                       'trunk.1+expert.1.3', 'exit.1+policy.1']
     q = prediction_quality(np.array([1., 2., 3.]), np.array([1.1, 2.2, 3.3]))
     assert q['pearson_r'] == pytest.approx(1.0) and q['median_rel_error'] == pytest.approx(0.1)
 
@@ -180,6 +181,7 @@ def test_bad_input(dyn, tmp_path, x, monkeypatch):
     lut = measure_lut(rt, repeats=2, warmup=0)
     with pytest.raises(ValueError, match='measured on a dynmoe resnet20'): use_latency_table(DynNet('static'), lut)
     with pytest.raises(ValueError, match='not a latency table'): use_latency_table(m, {'segments': {}})
+    with pytest.raises(ValueError, match='does not fit'): rt.infer(x[:1], thr, deadline_ms=1.0, lut={'stem': 0.1})
     with pytest.raises(ValueError, match='equal-length'): prediction_quality(np.ones(3), np.ones(2))
     assert rt.preprocess(torch.full((1, 3, 32, 32), 255, dtype=torch.uint8)).allclose(torch.full((1, 3, 32, 32), 2.0))
     with pytest.raises(ValueError, match='carries no normalisation'): OrtNet(tmp_path/'b').preprocess(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))

@@ -4,6 +4,7 @@ import os, subprocess, sys, textwrap
 from pathlib import Path
 import pytest
 import torch, torch.nn as nn
+import fastcore.test as ft
 from dynmoe.train import Config, TensorLoader, fit, load_checkpoint, read_csv, save_checkpoint
 
 # One script for every run below, so that all of them build the same model and data. Modes:
@@ -202,3 +203,12 @@ def test_fast_loader_trains_and_resumes(tmp_path):
     res = run(tmp_path / 'killed', resume=True)
     assert_close(ref.model.state_dict(), res.model.state_dict(), atol=1e-7)
     assert_close(ref.ema.state_dict(), res.ema.state_dict(), atol=1e-7)
+
+def test_bilevel_split_needs_no_other_import():
+    "DynNet owns its phi/theta split: bi-level training must not depend on `dynmoe.losses` having been imported."
+    code = ("import sys; from dynmoe.models import DynNet; from dynmoe.train import Config, make_optimizers; "
+            "assert 'dynmoe.losses' not in sys.modules; "
+            "opts = make_optimizers(DynNet('dynmoe'), Config(bilevel=True)); print(sorted(opts))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    ft.test_eq(out.stdout.strip(), "['inner', 'outer']")
