@@ -5,7 +5,8 @@ Usage: python benchmarks/run_difficulty.py --data-dir ../shared/data            
 
 It also asks whether the policy's exit score ranks images the way an exit decision should:
 the ROC AUC of the score for "this exit classifies the image correctly" (0.5 = no better than
-chance, below 0.5 = inverted), next to the same AUC for the exit head's max-softmax.
+chance, below 0.5 = inverted), next to the same AUC for the exit head's max-softmax; and the same two AUCs
+for "free to exit" (this exit is right, or the final exit is wrong too: leaving costs no accuracy).
 
 The exit thresholds are fitted on the validation split (seed 003's q schedule, chapter 09) for a
 budget `--budget-frac` of the way from the cheapest exit to the full network, so that images really
@@ -38,8 +39,10 @@ def exit_score_diagnosis(o)->list[dict]:
         s, c = o.scores[:, k].float(), confidence(o.logits[:, k]).float()
         groups = {f"exit{k + 1}_{'right' if a else 'wrong'}_final_{'right' if b else 'wrong'}": (right == a) & (right_final == b)
                   for a in (True, False) for b in (True, False)}
+        free = right | ~right_final     # leaving here costs no accuracy against the final exit
         out.append(dict(exit_number=k + 1, acc_pct=100 * right.double().mean().item(), auc_policy_score=auc(right, s),
-                        auc_maxprob=auc(right, c), groups={g: dict(n=int(m.sum()), mean_policy_score=s[m].mean().item() if m.any() else None,
+                        auc_maxprob=auc(right, c), free_pct=100 * free.double().mean().item(),
+                        auc_free_policy_score=auc(free, s), auc_free_maxprob=auc(free, c), groups={g: dict(n=int(m.sum()), mean_policy_score=s[m].mean().item() if m.any() else None,
                                                                    mean_maxprob=c[m].mean().item() if m.any() else None)
                                                            for g, m in groups.items()}))
     return out
@@ -73,5 +76,6 @@ def main(checkpoint:str='runs/compare_quick/dynmoe/last.pt', # a last.pt written
     print('\n'.join(rep['summary']))
     for d in rep['exit_score_diagnosis']:
         print(f"exit {d['exit_number']}: AUC of the policy's exit score for 'this exit is right' {d['auc_policy_score']:.3f}, "
-              f"of max-softmax {d['auc_maxprob']:.3f}")
+              f"of max-softmax {d['auc_maxprob']:.3f}; for 'free to exit' {d['auc_free_policy_score']:.3f} "
+              f"and {d['auc_free_maxprob']:.3f}")
     print(f"wrote {path}")

@@ -40,10 +40,14 @@ VARIANTS = {  # name -> (RunConfig overrides, one-line description)
     'dynmoe_joint':        (dict(model='dynmoe', bilevel=False), 'DynMoE trained jointly instead of bi-level'),
     'dynmoe_no_kd':        (dict(model='dynmoe', kd=0.0), 'DynMoE without self-distillation'),
     'dynmoe_no_balance':   (dict(model='dynmoe', balance='none'), 'DynMoE without the load-balancing loss'),
+    'dynmoe_etr':          (dict(model='dynmoe', policy='exit_then_route', outer_every=1),
+                            'DynMoE, exit-then-route rule: own exit probability on oracle targets, every step'),
 }
 POSTHOC = {  # name -> (trained variant it re-reads, exit score, description)
     'dynmoe_confidence': ('dynmoe', 'maxprob',
                           "DynMoE's network, max-softmax exit thresholds instead of the learned rule"),
+    'dynmoe_etr_confidence': ('dynmoe_etr', 'maxprob',
+                              "the exit-then-route network, max-softmax exit thresholds instead of its rule"),
 }
 ALL_VARIANTS = tuple(VARIANTS) + tuple(POSTHOC)
 BASELINES = ('static', 'branchy', 'moe', 'dynmoe')

@@ -139,9 +139,10 @@ def check_thresholds(thresholds, # one threshold per early exit (sequence or ten
                      dtype:torch.dtype=torch.float32, # float64 where thresholds sit between float64 scores
                     )->Tensor: # (n,) on the CPU
     "Validate exit thresholds: `n` values, no NaN, in [0, 1] (or +inf: never exit) when they threshold `unit`."
-    t = torch.as_tensor(thresholds, dtype=dtype).cpu().flatten()
-    if t.numel() != n:
-        raise ValueError(f"expected {n} exit thresholds (one per early exit, K-1 = {n}), got {t.numel()}")
+    t = torch.as_tensor(thresholds, dtype=dtype).cpu()
+    if t.ndim > 1 or t.numel() != n:
+        raise ValueError(f"expected {n} exit thresholds (one per early exit, K-1 = {n}), got shape {tuple(t.shape)}")
+    t = t.reshape(n)
     rule = f"; for {unit} they must lie in [0, 1] (or be +inf: never exit)" if unit else ''
     if t.isnan().any(): raise ValueError(f"exit thresholds must not be NaN{rule}, got {t.tolist()}")
     if unit and (((t < 0) | (t > 1)) & ~torch.isposinf(t)).any():

@@ -146,9 +146,9 @@ class PolicySeg(nn.Module):
     def forward(self, f, z):
         p = self.policy
         if not isinstance(p, RouteOrExit): return p(f, z).exit_score
-        u = p.norm(torch.cat([f, confidence_features(z)], 1))        # (1, C + 3), as RouteOrExit.forward
+        u = p.inputs(f, z)                                            # (1, C + 3), as the policy's forward
         g = p.gate.proj(u)                                            # (1, E) expert logits
-        p_exit = torch.cat([p.exit(u), g], 1).softmax(1)[:, 0]        # (1,) P(exit) of {exit, e_1..e_E}
+        p_exit = p.exit_prob(p.actions(u, g))                         # (1,) P(exit), as the policy's forward
         return (p_exit, *route(g, p.gate))
 
 # %% ../nbs/12_export.ipynb #e5eaa458

@@ -69,17 +69,17 @@ class DynLoss:
         m, logs = self.model, {}
         ce = torch.stack([F.cross_entropy(z.float(), y, reduction='none', label_smoothing=self.ls)
                           for z in out.logits], 1)                                         # (B, K)
-        learned = out.p_exit is not None and m.policy_name in ('route_or_exit', 'budget_gater')
-        if learned:
+        learned = out.p_exit is not None and m.policy_name in ('route_or_exit', 'exit_then_route', 'budget_gater')
+        oracle = out.p_exit is not None and m.policy_name in ('jei', 'exit_then_route')   # exits learn oracle targets
+        if oracle and part == 'outer':
+            tgt = oracle_targets(out.logits, y)                                            # (B, K-1)
+            loss = F.binary_cross_entropy(out.p_exit.float().clamp(1e-6, 1 - 1e-6), tgt)
+        elif learned:
             A = temper(exit_distribution(out.p_exit.float()), self.T)   # (B, K)
             cost = exit_costs(m, out, self.table)                      # (B, K)
-
             logs['exp_cost'] = (exit_distribution(out.p_exit.float()) * cost).sum(1).mean().item()
             if part == 'outer': loss = ((ce.detach() + self.lam * cost) * A).sum(1).mean()   # Eq. 12
             else: loss = ((A + 1) * (ce + self.lam * cost)).sum(1).mean()                  # Eq. 4 / 11
-        elif m.policy_name == 'jei' and out.p_exit is not None and part == 'outer':
-            tgt = oracle_targets(out.logits, y)                                            # (B, K-1)
-            loss = F.binary_cross_entropy(out.p_exit.float().clamp(1e-6, 1 - 1e-6), tgt)
         else: loss = ce.sum(1).mean()   # every exit, equal weights (BranchyNet); one exit: static, moe
 
         logs['ce_final'] = ce[:, -1].mean().item()

@@ -17,11 +17,11 @@ from .core import count_macs, fmt_macs
 from .moe import MoEConv, bucket_size, pad_rows
 from .gating import Gate
 from .exits import ExitHead, check_thresholds
-from .policy import make_policy, Decision, POLICIES, RouteOrExit, ExitGater, default_thresholds
+from .policy import make_policy, Decision, POLICIES, ROUTING_POLICIES, RouteOrExit, ExitGater, default_thresholds
 
 # %% auto #0
 __all__ = ['BACKBONES', 'KINDS', 'BasicBlock', 'vgg_trunk', 'NetOut', 'InferOut', 'DynNet', 'global_pool', 'PathSpec', 'infer',
-           'randomise']
+           'randomise', 'fold_conv_bn', 'fold_bn']
 
 # %% ../nbs/06_models.ipynb #ed559426
 BACKBONES = {  # name: stage widths, blocks per stage (trunk + body), residual body
@@ -97,7 +97,7 @@ class DynNet(nn.Module):
         self.E, self.k = (n_experts, k) if self.has_moe else (1, 1)
         self.S = len(BACKBONES[backbone]['widths'])
         self.K = self.S if self.has_exits else 1
-        self.routes_by_policy = self.has_exits and self.has_moe and self.policy_name == 'route_or_exit'
+        self.routes_by_policy = self.has_exits and self.has_moe and self.policy_name in ROUTING_POLICIES
         self._build_stages(expert_width)
         self._build_decisions(route, tau, exit_hidden, gater_hidden)
         self._macs = None
@@ -112,7 +112,7 @@ def _check_config(kind, backbone, n_classes, n_experts, k, policy)->str:
     if kind in ('moe', 'dynmoe') and not 1 <= k <= n_experts:
         raise ValueError(f"k={k} must lie in [1, n_experts={n_experts}]")
     if n_classes < 2: raise ValueError(f"n_classes must be >= 2, got {n_classes}")
-    return 'confidence' if policy == 'route_or_exit' and kind == 'branchy' else policy
+    return 'confidence' if policy in ROUTING_POLICIES and kind == 'branchy' else policy
 
 @patch
 def _build_stages(self:DynNet, expert_width):
@@ -396,3 +396,49 @@ def randomise(m:DynNet, # the network, changed in place
             if n.endswith('weight') or not zero_bias: p.data.normal_(0, 0.5, generator=g)
             else: p.data.zero_()
     return m.eval()
+
+# %% ../nbs/06_models.ipynb #f01d0002
+from copy import deepcopy
+
+# %% ../nbs/06_models.ipynb #f01d0003
+@torch.no_grad()
+def fold_conv_bn(conv:nn.Conv2d, # a conv whose output goes to `bn` and nowhere else
+                 bn:nn.BatchNorm2d, # the batch-norm after it, with running statistics
+                )->nn.Conv2d: # `conv`, changed in place: bn(conv(x)) == conv(x)
+    "Fold an inference-mode batch-norm into the conv before it: filters scaled by a, bias b (computed in float64)."
+    if bn.running_var is None: raise ValueError("cannot fold a batch-norm without running statistics")
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f"batch-norm of {bn.num_features} channels after a conv of {conv.out_channels}")
+    var, mu = bn.running_var.double(), bn.running_mean.double()                    # (C_out,)
+    gamma = bn.weight.double() if bn.affine else torch.ones_like(var)
+    beta = bn.bias.double() if bn.affine else torch.zeros_like(var)
+    a = gamma / (var + bn.eps).sqrt()                                              # (C_out,) per-channel scale
+    b0 = conv.bias.double() if conv.bias is not None else torch.zeros_like(a)
+    conv.weight.copy_(conv.weight.double() * a.view(-1, 1, 1, 1))                  # (C_out, C_in, k, k), layout kept
+    conv.bias = nn.Parameter((beta + a * (b0 - mu)).to(conv.weight.dtype))         # (C_out,)
+    return conv
+
+# %% ../nbs/06_models.ipynb #f01d0006
+def _conv_bn_pairs(model:nn.Module)->list[tuple[nn.Module, str, str]]:
+    "(parent, conv name, BN name) wherever a BatchNorm2d child is registered right after a Conv2d child."
+    pairs = []
+    for parent in model.modules():
+        kids = list(parent.named_children())
+        pairs += [(parent, c, b) for (c, cm), (b, bm) in zip(kids, kids[1:])
+                  if isinstance(cm, nn.Conv2d) and isinstance(bm, nn.BatchNorm2d)]
+    return pairs
+
+# %% ../nbs/06_models.ipynb #f01d0007
+def fold_bn(model:DynNet, # a network in eval mode (left unchanged)
+           )->DynNet: # an eval-only copy without batch-norm layers
+    "A deep copy of `model` with every batch-norm folded into the conv before it; same `infer` results, fewer passes."
+    if model.training:
+        raise RuntimeError("fold_bn folds running statistics: call model.eval() first")
+    m = deepcopy(model)
+    for parent, c, b in _conv_bn_pairs(m):
+        fold_conv_bn(getattr(parent, c), getattr(parent, b))
+        setattr(parent, b, nn.Identity())
+    left = [n for n, mod in m.named_modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
+    if left: raise ValueError(f"batch-norms that follow no conv, not folded: {left}")
+    m._macs = None   # measured again on the folded modules (a conv's bias adds no MACs)
+    return m.requires_grad_(False).eval()

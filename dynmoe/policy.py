@@ -15,8 +15,8 @@ from .gating import Gate, GateOut
 from .exits import confidence, confidence_features, exit_distribution, temper, CONF_FEATURES
 
 # %% auto #0
-__all__ = ['POLICIES', 'Decision', 'RouteOrExit', 'ConfidencePolicy', 'ExitGater', 'make_policy', 'oracle_targets',
-           'default_thresholds']
+__all__ = ['POLICIES', 'ROUTING_POLICIES', 'Decision', 'RouteOrExit', 'ExitThenRoute', 'ConfidencePolicy', 'ExitGater',
+           'make_policy', 'oracle_targets', 'default_thresholds']
 
 # %% ../nbs/05_route_or_exit.ipynb #82477457
 @dataclass
@@ -45,14 +45,48 @@ class RouteOrExit(nn.Module):
         nn.init.zeros_(self.exit.bias)
         self.gate = Gate(n_in, n_experts, k=k, kind=route, tau=tau)
 
+    def inputs(self, feats:Tensor, exit_logits:Tensor)->Tensor:
+        "The one set of inputs both decisions read: u = norm([pooled features; confidence features])."
+        return self.norm(torch.cat([feats.float(), confidence_features(exit_logits)], 1))   # (B, C_s + 3)
+
+    def actions(self, u:Tensor, gate_logits:Tensor)->Tensor:
+        "The (B, E+1) action logits {exit, e_1 .. e_E}: the exit head's logit, then the router's."
+        return torch.cat([self.exit(u), gate_logits], 1)
+
+    def exit_prob(self, z:Tensor)->Tensor:
+        "P(exit): the exit action's share of the one softmax over the actions `z`."
+        return torch.softmax(z.float(), 1)[:, 0]
+
     def forward(self, feats:Tensor, # (B, C_s) pooled stage features
                 exit_logits:Tensor, # (B, n_classes) the stage's exit head
                )->Decision:
-        u = self.norm(torch.cat([feats.float(), confidence_features(exit_logits)], 1))  # (B, C_s + 3)
+        u = self.inputs(feats, exit_logits)
         g = self.gate(u)
-        z = torch.cat([self.exit(u), g.logits], 1)   # (B, E+1): {exit, e_1 .. e_E}
-        p_exit = torch.softmax(z.float(), 1)[:, 0]
+        z = self.actions(u, g.logits)   # (B, E+1): {exit, e_1 .. e_E}
+        p_exit = self.exit_prob(z)
         return Decision(p_exit, p_exit, g, z)
+
+# %% ../nbs/05_route_or_exit.ipynb #e93ce399
+class ExitThenRoute(RouteOrExit):
+    "One rule per stage from one set of inputs: its own exit probability, then the next stage's experts."
+    def __init__(self,
+                 in_features:int, # C_s, channels of the stage's pooled features
+                 n_experts:int, # E of the next stage
+                 k:int=1, # experts run when continuing
+                 route:str='topk', # gate kind for the routing part: 'topk', 'noisy', 'gumbel'
+                 tau:float=1.0, # gumbel temperature
+                ):
+        super().__init__(in_features, n_experts, k, route, tau)
+        self.norm = nn.BatchNorm1d(in_features + len(CONF_FEATURES), affine=False)   # per feature, across images
+        with torch.no_grad(): self.exit.weight[0, in_features + CONF_FEATURES.index('maxprob')] = 1.0
+
+    def actions(self, u:Tensor, gate_logits:Tensor)->Tensor:
+        "The exit logit w.u + b, read with the gradient into the backbone stopped, then the router's logits."
+        return torch.cat([self.exit(u.detach()), gate_logits], 1)
+
+    def exit_prob(self, z:Tensor)->Tensor:
+        "P(exit) = sigmoid of the policy's own exit logit (not a share of the router's softmax)."
+        return torch.sigmoid(z[:, 0].float())
 
 # %% ../nbs/05_route_or_exit.ipynb #b63bf92d
 class ConfidencePolicy(nn.Module):
@@ -74,22 +108,22 @@ class ExitGater(nn.Module):
         return Decision(p, p)
 
 # %% ../nbs/05_route_or_exit.ipynb #103e5590
-POLICIES = ('route_or_exit', 'confidence', 'budget_gater', 'jei')
+POLICIES = ('route_or_exit', 'exit_then_route', 'confidence', 'budget_gater', 'jei')
+ROUTING_POLICIES = ('route_or_exit', 'exit_then_route')   # the rules that also route the next stage
 
 def make_policy(name:str, # one of POLICIES
                 in_features:int, # channels of the stage's pooled features
-                n_experts:int=0, # experts of the next stage to route (route_or_exit; 0: exit decision only)
-
-                k:int=1, route:str='topk', tau:float=1.0, # routing options (route_or_exit)
+                n_experts:int=0, # experts of the next stage (routing policies; 0: exit decision only)
+                k:int=1, route:str='topk', tau:float=1.0, # routing options (routing policies)
                 measure:str='maxprob', # confidence measure (confidence policy)
                 n_classes:int|None=None, # unused; kept for a uniform signature
                 hidden:int=64, # gater MLP width (budget_gater, jei)
                )->nn.Module:
     "Build the exit policy `name` for one stage."
     if name not in POLICIES: raise ValueError(f"unknown policy {name!r}; choose one of {POLICIES}")
-    if name == 'route_or_exit':
-        if n_experts < 1: raise ValueError("the route_or_exit policy needs a next stage with experts (n_experts >= 1)")
-        return RouteOrExit(in_features, n_experts, k, route, tau)
+    if name in ROUTING_POLICIES:
+        if n_experts < 1: raise ValueError(f"the {name} policy needs a next stage with experts (n_experts >= 1)")
+        return (RouteOrExit if name == 'route_or_exit' else ExitThenRoute)(in_features, n_experts, k, route, tau)
     if name == 'confidence': return ConfidencePolicy(measure)
     return ExitGater(hidden)
 
