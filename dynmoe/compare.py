@@ -31,7 +31,11 @@ __all__ = ['VARIANTS', 'POSTHOC', 'ALL_VARIANTS', 'BASELINES', 'ANCHORS', 'resol
 VARIANTS = {  # name -> (RunConfig overrides, one-line description)
     'static':              (dict(model='static'), 'standard CNN: the backbone with one classifier'),
     'branchy':             (dict(model='branchy'), 'BranchyNet: exits after every stage, confidence thresholds'),
+    'branchy_g25':         (dict(model='branchy', exit_grad=0.25), "BranchyNet, early exits' gradient into the trunk x0.25"),
+    'branchy_g0':          (dict(model='branchy', exit_grad=0.0), 'BranchyNet, early exits on frozen features (detached)'),
     'moe':                 (dict(model='moe'), 'MoE-CNN: top-k expert convolutions, no exits'),
+    'moe_e1':              (dict(model='moe', n_experts=1),
+                            "dense at the MoE-CNN's MACs: half-width bodies (an MoE with one expert)"),
     'dynmoe':              (dict(model='dynmoe'),
                             'DynMoE: experts + exits + route-or-exit rule (bi-level, KD, balance)'),
     'dynmoe_budget_gater': (dict(model='dynmoe', policy='budget_gater'),

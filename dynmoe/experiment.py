@@ -39,6 +39,7 @@ class RunConfig(Config):
     policy: str = 'route_or_exit' # exit policy (chapter 05): route_or_exit, confidence, budget_gater, jei
     route: str = 'topk'           # gate kind: 'topk', 'noisy', 'gumbel' (chapter 03)
     exit_hidden: int = 0          # channels of a conv in each exit head (0: pool + linear, cheapest)
+    exit_grad: float = 1.0        # early exits' gradient into the trunk: 1 full, 0 heads on frozen features
     lam: float = 1.0              # lambda, the accuracy-compute knob of Eq. 4 (seed 003 uses 2 on CIFAR-100)
     T: float = 0.5                # exit-distribution temperature (seed 003 Eq. 9: 0.5)
     kd: float = 0.5               # self-distillation weight into every early exit (0: off)
@@ -64,6 +65,7 @@ class RunConfig(Config):
             (balance in ('switch', 'shazeer', 'none'),
              f"balance must be 'switch', 'shazeer' or 'none', got {balance!r}"),
             (self.exit_hidden >= 0, f"exit_hidden must be >= 0, got {self.exit_hidden!r}"),
+            (0 <= self.exit_grad <= 1, f"exit_grad must lie in [0, 1], got {self.exit_grad!r}"),
             (self.max_train >= 0 and self.val_size >= 0, "max_train and val_size must be >= 0"),
             (self.dataset == 'synthetic' or Path(self.data_dir).is_dir(),
              f"data dir {self.data_dir!r} does not exist; create it (the dataset is downloaded into it when the "
@@ -96,7 +98,8 @@ def make_config(preset:str='quick', **overrides)->RunConfig:
 def build_model(cfg:RunConfig, n_classes:int, img_size:int=32)->DynNet:
     "The `DynNet` a config describes."
     return DynNet(cfg.model, cfg.backbone, n_classes, n_experts=cfg.n_experts, k=cfg.k, expert_width=cfg.expert_width,
-                  policy=cfg.policy, route=cfg.route, exit_hidden=cfg.exit_hidden or None, img_size=img_size)
+                  policy=cfg.policy, route=cfg.route, exit_hidden=cfg.exit_hidden or None, img_size=img_size,
+                  exit_grad=cfg.exit_grad)
 
 # %% ../nbs/08a_experiment.ipynb #b7d2c4e5
 def build_criterion(cfg:RunConfig, model:DynNet)->DynLoss:

@@ -20,8 +20,8 @@ from .exits import ExitHead, check_thresholds
 from .policy import make_policy, Decision, POLICIES, ROUTING_POLICIES, RouteOrExit, ExitGater, default_thresholds
 
 # %% auto #0
-__all__ = ['BACKBONES', 'KINDS', 'BasicBlock', 'vgg_trunk', 'NetOut', 'InferOut', 'DynNet', 'global_pool', 'PathSpec', 'infer',
-           'randomise', 'fold_conv_bn', 'fold_bn']
+__all__ = ['BACKBONES', 'KINDS', 'BasicBlock', 'vgg_trunk', 'NetOut', 'InferOut', 'DynNet', 'global_pool', 'scale_grad',
+           'PathSpec', 'infer', 'randomise', 'fold_conv_bn', 'fold_bn']
 
 # %% ../nbs/06_models.ipynb #ed559426
 BACKBONES = {  # name: stage widths, blocks per stage (trunk + body), residual body
@@ -89,10 +89,12 @@ class DynNet(nn.Module):
                  train_dense:bool=False, # train every expert mixed by soft gate probabilities (seed 002)
                  in_ch:int=3, img_size:int=32,
                  bucket:str|int|None=None, # sub-batch padding (dynmoe.moe.bucket_size); None: exact shapes
+                 exit_grad:float=1.0, # scale of the early exits' gradient into the trunk (0: heads on frozen features)
                 ):
         super().__init__()
         self.policy_name = _check_config(kind, backbone, n_classes, n_experts, k, policy)
-        store_attr('kind,backbone,n_classes,in_ch,img_size,train_dense,measure,bucket')
+        if not 0 <= exit_grad <= 1: raise ValueError(f"exit_grad must lie in [0, 1], got {exit_grad}")
+        store_attr('kind,backbone,n_classes,in_ch,img_size,train_dense,measure,bucket,exit_grad')
         self.has_moe, self.has_exits = kind in ('moe', 'dynmoe'), kind in ('branchy', 'dynmoe')
         self.E, self.k = (n_experts, k) if self.has_moe else (1, 1)
         self.S = len(BACKBONES[backbone]['widths'])
@@ -178,7 +180,7 @@ def _forward(self:DynNet, x:Tensor, reference:bool=False)->NetOut:
         if s == self.S - 1: break
         f = global_pool(h)
         if self.has_exits:
-            logits.append(self.exits[s](h))
+            logits.append(self.exits[s](scale_grad(h, self.exit_grad)))
             decisions.append(self.policies[s](f, logits[-1]))
         if self.has_moe: route = decisions[-1].routing if self.routes_by_policy else self.gates[s + 1](f)
     logits.append(self.final(h))
@@ -186,6 +188,10 @@ def _forward(self:DynNet, x:Tensor, reference:bool=False)->NetOut:
                   routings, decisions)
 
 def _stack(xs:list)->Tensor|None: return torch.stack(xs, 1) if xs and xs[0] is not None else None  # (B, K-1)
+
+def scale_grad(h:Tensor, a:float)->Tensor:
+    "`h` in the forward pass; its gradient scaled by `a` in the backward pass (a = 0: detached)."
+    return h if a == 1 else h.detach() if a == 0 else h.detach() + a * (h - h.detach())
 
 DynNet.forward = _forward
 

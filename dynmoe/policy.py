@@ -69,14 +69,8 @@ class RouteOrExit(nn.Module):
 # %% ../nbs/05_route_or_exit.ipynb #e93ce399
 class ExitThenRoute(RouteOrExit):
     "One rule per stage from one set of inputs: its own exit probability, then the next stage's experts."
-    def __init__(self,
-                 in_features:int, # C_s, channels of the stage's pooled features
-                 n_experts:int, # E of the next stage
-                 k:int=1, # experts run when continuing
-                 route:str='topk', # gate kind for the routing part: 'topk', 'noisy', 'gumbel'
-                 tau:float=1.0, # gumbel temperature
-                ):
-        super().__init__(in_features, n_experts, k, route, tau)
+    def __init__(self, in_features:int, n_experts:int, **kw): # arguments as `RouteOrExit`'s
+        super().__init__(in_features, n_experts, **kw)
         self.norm = nn.BatchNorm1d(in_features + len(CONF_FEATURES), affine=False)   # per feature, across images
         with torch.no_grad(): self.exit.weight[0, in_features + CONF_FEATURES.index('maxprob')] = 1.0
 
@@ -123,7 +117,8 @@ def make_policy(name:str, # one of POLICIES
     if name not in POLICIES: raise ValueError(f"unknown policy {name!r}; choose one of {POLICIES}")
     if name in ROUTING_POLICIES:
         if n_experts < 1: raise ValueError(f"the {name} policy needs a next stage with experts (n_experts >= 1)")
-        return (RouteOrExit if name == 'route_or_exit' else ExitThenRoute)(in_features, n_experts, k, route, tau)
+        cls = RouteOrExit if name == 'route_or_exit' else ExitThenRoute
+        return cls(in_features, n_experts, k=k, route=route, tau=tau)
     if name == 'confidence': return ConfidencePolicy(measure)
     return ExitGater(hidden)
 
