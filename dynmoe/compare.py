@@ -22,10 +22,10 @@ from .exits import confidence
 from .train import load_checkpoint
 
 # %% auto #0
-__all__ = ['VARIANTS', 'POSTHOC', 'ALL_VARIANTS', 'BASELINES', 'ANCHORS', 'resolve_variants', 'run_stem', 'variant_config',
-           'trained_summary', 'train_job', 'train_variants', 'with_exit_score', 'evaluate_run', 'evaluate_posthoc',
-           'curve', 'interp_acc', 'matched_gap', 'targets', 'results_table', 'plot_comparison', 'describe_targets',
-           'load_comparison', 'headline', 'compare', 'compare_cli']
+__all__ = ['VARIANTS', 'POSTHOC', 'ALL_VARIANTS', 'EXTRA', 'DEFAULT_VARIANTS', 'BASELINES', 'ANCHORS', 'resolve_variants',
+           'run_stem', 'variant_config', 'trained_summary', 'train_job', 'train_variants', 'with_exit_score',
+           'evaluate_run', 'evaluate_posthoc', 'curve', 'interp_acc', 'matched_gap', 'targets', 'results_table',
+           'plot_comparison', 'describe_targets', 'load_comparison', 'headline', 'compare', 'compare_cli']
 
 # %% ../nbs/11_results.ipynb #d2a9f22d
 VARIANTS = {  # name -> (RunConfig overrides, one-line description)
@@ -54,12 +54,15 @@ POSTHOC = {  # name -> (trained variant it re-reads, exit score, description)
                               "the exit-then-route network, max-softmax exit thresholds instead of its rule"),
 }
 ALL_VARIANTS = tuple(VARIANTS) + tuple(POSTHOC)
+EXTRA = ('branchy_g25', 'branchy_g0', 'moe_e1', 'dynmoe_etr', 'dynmoe_etr_confidence')   # this phase's studies: by name
+DEFAULT_VARIANTS = tuple(v for v in ALL_VARIANTS if v not in EXTRA)   # what `dynmoe-compare` runs unless told
 BASELINES = ('static', 'branchy', 'moe', 'dynmoe')
 
 # %% ../nbs/11_results.ipynb #e13bf965
 def resolve_variants(variants=None)->list[str]:
     "The variant names to run, in canonical order; a post-hoc variant pulls in the trained one it needs."
-    if variants is None: return list(ALL_VARIANTS)
+    if variants is None: return list(DEFAULT_VARIANTS)
+    if variants == 'all': return list(ALL_VARIANTS)
     if isinstance(variants, str): variants = [v.strip() for v in variants.split(',') if v.strip()]
     bad = [v for v in variants if v not in ALL_VARIANTS]
     if bad: raise ValueError(f"unknown variants {bad}; choose from {list(ALL_VARIANTS)} (or 'all')")
@@ -433,7 +436,7 @@ def _write_comparison(doc:dict, out_dir:Path, stem:str, **meta)->Path:
 
 def compare(preset:str='quick', # `make_config` preset
             data_dir:str='data', # folder holding the dataset
-            variants=None, # names (list or comma-separated), None: all of ALL_VARIANTS
+            variants=None, # names (list or comma-separated), None: DEFAULT_VARIANTS, 'all': ALL_VARIANTS
             out_dir:str|Path='data/results', # where compare_<preset>.json/.md/.png go
             runs_dir:str|Path='runs', # where each variant trains (runs/compare_<preset>/<variant>/)
             jobs:int=1, threads:int|None=None, # training processes at once, torch threads each
@@ -464,7 +467,7 @@ def compare(preset:str='quick', # `make_config` preset
 @call_parse
 def compare_cli(preset:str='quick', # smoke (seconds, synthetic), quick (CIFAR-10, minutes a variant), paper (seed 003)
                 data_dir:str='data', # folder holding the dataset
-                variants:str='all', # comma-separated subset of the variants (see dynmoe.compare.ALL_VARIANTS)
+                variants:str='default', # 'default' (DEFAULT_VARIANTS), 'all', or a comma-separated list of variants
                 out_dir:str='data/results', # where compare_<preset>.json, .md and _acc_macs.png are written
                 runs_dir:str='runs', # where each variant trains (resumable)
                 jobs:int=0, # training processes at once (0: 1 on a GPU, else min(cores, variants, 4))
@@ -474,7 +477,7 @@ def compare_cli(preset:str='quick', # smoke (seconds, synthetic), quick (CIFAR-1
                ):
     "Train and evaluate the baselines and ablations on the same backbone, data and budget; write results, table, plots."
     try:
-        names = resolve_variants(None if variants == 'all' else variants)
+        names = resolve_variants(None if variants == 'default' else variants)
         if jobs < 0: raise ValueError(f"jobs must be >= 0, got {jobs}")
         if jobs == 0:   # each process holds its own copy of the data and model (about 2 GB on CIFAR-10): at most 4
             n_trained = sum(n in VARIANTS for n in names)
