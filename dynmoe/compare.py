@@ -33,6 +33,8 @@ VARIANTS = {  # name -> (RunConfig overrides, one-line description)
     'branchy':             (dict(model='branchy'), 'BranchyNet: exits after every stage, confidence thresholds'),
     'branchy_g25':         (dict(model='branchy', exit_grad=0.25), "BranchyNet, early exits' gradient into the trunk x0.25"),
     'branchy_g0':          (dict(model='branchy', exit_grad=0.0), 'BranchyNet, early exits on frozen features (detached)'),
+    'branchy_g25_h64':     (dict(model='branchy', exit_grad=0.25, exit_hidden=64), 'branchy_g25 with conv exit heads (64)'),
+    'branchy_g0_h64':      (dict(model='branchy', exit_grad=0.0, exit_hidden=64), 'branchy_g0 with conv exit heads (64)'),
     'moe':                 (dict(model='moe'), 'MoE-CNN: top-k expert convolutions, no exits'),
     'moe_e1':              (dict(model='moe', n_experts=1),
                             "dense at the MoE-CNN's MACs: half-width bodies (an MoE with one expert)"),
@@ -54,7 +56,8 @@ POSTHOC = {  # name -> (trained variant it re-reads, exit score, description)
                               "the exit-then-route network, max-softmax exit thresholds instead of its rule"),
 }
 ALL_VARIANTS = tuple(VARIANTS) + tuple(POSTHOC)
-EXTRA = ('branchy_g25', 'branchy_g0', 'moe_e1', 'dynmoe_etr', 'dynmoe_etr_confidence')   # this phase's studies: by name
+EXTRA = ('branchy_g25', 'branchy_g0', 'branchy_g25_h64', 'branchy_g0_h64', 'moe_e1', 'dynmoe_etr',
+         'dynmoe_etr_confidence')   # this phase's studies: run by name, or with 'all'
 DEFAULT_VARIANTS = tuple(v for v in ALL_VARIANTS if v not in EXTRA)   # what `dynmoe-compare` runs unless told
 BASELINES = ('static', 'branchy', 'moe', 'dynmoe')
 
