@@ -222,7 +222,8 @@ def anytime(o:ExitOutputs, n_bins:int=15)->list[dict]:
     "Accuracy, mean MACs to reach it and ECE of every exit, on every image."
     if o.y is None: raise ValueError("anytime needs labels: collect the outputs with y")
     return [dict(exit_number=k + 1, acc_pct=top1_pct(o.logits[:, k], o.y),
-                 mean_mmacs=o.path_macs[:, k].double().mean().item() / 1e6, ece_pct=100 * ece(o.logits[:, k], o.y, n_bins))
+                 mean_mmacs=o.path_macs[:, k].double().mean().item() / 1e6,
+                 ece_pct=100 * ece(o.logits[:, k], o.y, n_bins))
             for k in range(o.K)]
 
 # %% ../nbs/09_evaluation.ipynb #05dab01a
@@ -237,7 +238,7 @@ def fit_budget(o:ExitOutputs, # outputs of the split the thresholds are fitted o
                budget_mmacs:float, # target mean executed MMACs per image
                iters:int=50, # bisection steps on q
               )->dict: # thresholds (K-1,), q, and the mean MMACs they give on `o`
-    "Thresholds from seed 003's schedule `fractions_for_q(q, K)`, q bisected so that the mean MACs on `o` hit the budget."
+    "Thresholds from seed 003's schedule `fractions_for_q(q, K)`, q bisected so the mean MACs on `o` hit the budget."
     if o.K == 1:
         raise ValueError(f"a budget needs early exits; this model has a single exit costing {feasible_mmacs(o)[1]:.3f} "
                          "MMACs per image")

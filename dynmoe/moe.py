@@ -107,6 +107,17 @@ def _pad_group(xe:Tensor, we:Tensor, bucket)->tuple[Tensor, Tensor]:
     if m == n: return xe, we
     return torch.cat([xe, xe[:1].expand(m - n, *xe.shape[1:])]), torch.cat([we, we[:1].expand(m - n)])
 
+def _combine(x:Tensor, # (m, C, H, W) the block's input
+             y:Tensor, # (m, C, H, W) the expert's output, a fresh tensor
+             w:Tensor|None, # (m, 1, 1, 1) gate weights (None: 1)
+             residual:bool)->Tensor: # relu(x + w*y), or relu(w*y) without the skip
+    "An expert's output weighted, added to the skip and rectified; in place in `y` when no gradient is recorded."
+    if torch.is_grad_enabled() or y.dtype != x.dtype:
+        y = y if w is None else w.to(x.dtype) * y
+        return F.relu(x + y) if residual else F.relu(y)
+    if w is not None: y.mul_(w.to(x.dtype))                        # inference: no new (m, C, H, W) tensors
+    return (y.add_(x) if residual else y).relu_()
+
 def run_groups(xg:Tensor, # (N, C, H, W) rows grouped by expert
                wg:Tensor, # (N,) their gate weights
                counts:list[int], # rows per expert
@@ -120,9 +131,7 @@ def run_groups(xg:Tensor, # (N, C, H, W) rows grouped by expert
         if n == 0: continue
         xe, we = _pad_group(xe, we, bucket)                          # (m, C, H, W), m >= n
         we = we.view(-1, 1, 1, 1)
-        for experts in blocks:
-            y = we.to(xe.dtype) * experts[e](xe, n)
-            xe = F.relu(xe + y) if residual else F.relu(y)
+        for experts in blocks: xe = _combine(xe, experts[e](xe, n), we, residual)
         outs.append(xe[:n])
     return torch.cat(outs)
 
@@ -181,7 +190,7 @@ class MoEConv(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"MoEConv expects (B, {self.channels}, H, W), got {tuple(x.shape)}")
         if weights is None and idx is None and self.n_experts == 1:   # dense stage (static / BranchyNet): no dispatch
-            for (f,) in self.blocks: x = F.relu(x + f(x)) if self.residual else F.relu(f(x))
+            for (f,) in self.blocks: x = _combine(x, f(x), None, self.residual)
             return x
         check_routing(weights, idx, self.n_experts, x.shape[0])
         plan = dispatch_plan(weights, idx, self.n_experts)
