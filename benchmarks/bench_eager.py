@@ -1,4 +1,4 @@
-"""Eager PyTorch latency of DynMoE against the static network: plain eval, BN folded, BN folded + glibc keeping memory.
+r"""Eager PyTorch latency of DynMoE against the static network: plain eval, BN folded, BN folded + glibc keeping memory.
 
 The static ResNet-20 and DynMoE ResNet-20 (the same trunk widths; 4 experts of half the stage width, top-1) both run
 `DynNet.infer` in fp32 on one torch thread, at batch 256 and at batch 1 (each of `--n1` images alone). DynMoE's exit
@@ -19,6 +19,8 @@ child process of this script started with those variables set; the parent collec
 data/results/bench_eager.json (with the command, commit, machine, load average and the variables).
 
     python benchmarks/bench_eager.py [--data-dir /work/shared/data] [--backbone resnet20] [--rounds 8] [--quick]
+    python benchmarks/bench_eager.py --data-dir /work/shared/data --widen 2 --rounds 5 --calls 4 \
+        --out data/results/bench_eager_x2.json    # the same trunk at twice the width (expert widths too)
 """
 import argparse, json, os, resource, subprocess, sys, tempfile, time
 import numpy as np
@@ -27,11 +29,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 ALLOCATORS = {   # name: malloc variables a worker process starts with (glibc's own names, see mallopt(3))
     'glibc default': {},
-    'keep memory': {'MALLOC_MMAP_THRESHOLD_': str(32 << 20),   # blocks up to 32 MiB (glibc's maximum) from the heap,
-                    'MALLOC_TRIM_THRESHOLD_': str(1 << 32)},   # and freed heap memory is never handed back to the OS
-}
-MALLOC_VARS = ('MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_', 'MALLOC_ARENA_MAX',
-               'GLIBC_TUNABLES', 'LD_PRELOAD')   # cleared for the default run, so it really is glibc's default
+    'keep memory': {'MALLOC_MMAP_MAX_': '0',                   # every block from the heap, none mmap-ed (a raised
+                    'MALLOC_TRIM_THRESHOLD_': str(1 << 32)},   # MMAP_THRESHOLD_ stops at 32 MiB), and freed heap
+}                                                              # memory is never handed back to the OS
+MALLOC_VARS = (   # cleared for the default run, so that it really is glibc's default
+               'MALLOC_MMAP_MAX_', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_',
+               'MALLOC_ARENA_MAX', 'GLIBC_TUNABLES', 'LD_PRELOAD')
 EXIT_MIX = (0.5, 0.25, 0.25)   # share of images leaving at exit 1, exit 2, the final head
 TARGETS = {256: 0.85, 1: 0.6}  # (latency saving) / (MAC saving) wanted by issue 14, per batch size
 FOLDS = {'plain eval': False, 'BN folded': True}
@@ -41,6 +44,7 @@ def parse(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n', 2)[2])
     p.add_argument('--data-dir', default=None, help='folder holding cifar-10-batches-py/ (default: random images)')
     p.add_argument('--backbone', default='resnet20', help='one of dynmoe.models.BACKBONES (same for both networks)')
+    p.add_argument('--widen', type=int, default=1, help='multiply every stage width of the backbone by this')
     p.add_argument('--rounds', type=int, default=8, help='alternating blocks of each network')
     p.add_argument('--calls', type=int, default=8, help='consecutive calls per block at batch 256')
     p.add_argument('--n1', type=int, default=64, help='images per batch-1 block, each run alone')
@@ -68,14 +72,23 @@ def load_images(a)->tuple:
     pick = lambda s, n: normalise(s.x[torch.randperm(len(s), generator=g)[:n]], ds.mean, ds.std)
     return pick(ds.valid, a.n_cal), pick(ds.test, 256), f'cifar10 valid (calibration) / test (timed): {ds.source}'
 
+def widened(backbone:str, k:int)->str:
+    "The name of `backbone` with every stage width times `k`, registered in this process's BACKBONES."
+    from dynmoe.models import BACKBONES
+    if k == 1: return backbone
+    b = BACKBONES[backbone]
+    BACKBONES[f'{backbone}x{k}'] = dict(b, widths=tuple(k * w for w in b['widths']))
+    return f'{backbone}x{k}'
+
 def build(a)->tuple:
     "The static network and DynMoE on the same backbone, random BN statistics and gates, in the benchmark's layout."
     from dynmoe.models import DynNet, randomise
     from dynmoe.core import set_seed
     set_seed(a.seed)   # the conv weights come from the global generator: the same networks in every worker
     fmt = torch.contiguous_format if a.contiguous else torch.channels_last
-    static = randomise(DynNet('static', a.backbone), a.seed).to(memory_format=fmt)
-    dyn = randomise(DynNet('dynmoe', a.backbone), a.seed + 1, zero_bias=False).to(memory_format=fmt)
+    bb = widened(a.backbone, a.widen)
+    static = randomise(DynNet('static', bb), a.seed).to(memory_format=fmt)
+    dyn = randomise(DynNet('dynmoe', bb), a.seed + 1, zero_bias=False).to(memory_format=fmt)
     return static, dyn, fmt
 
 def alternate(fns:dict, # name: callable of the call index c (0 .. calls-1)
@@ -131,7 +144,8 @@ def worker(a):
             print(f"  [{a.worker}] {variant:10s} batch {batch:3d} done", flush=True)
     env = {k: os.environ[k] for k in MALLOC_VARS if k in os.environ}
     with open(a.worker_out, 'w') as f:
-        json.dump(dict(allocator=a.worker, env=env, images=src, thresholds=thr.tolist(), rows=rows),
+        json.dump(dict(allocator=a.worker, env=env, images=src, thresholds=thr.tolist(), rows=rows,
+                       widths=[b.channels for b in dyn.bodies], expert_widths=[b.widths for b in dyn.bodies]),
                   f, default=lambda o: o.tolist())
 
 # ---------------------------------------------------------------------------------------------- parent: summary
@@ -174,6 +188,7 @@ def main():
     a = parse()
     if a.worker: return worker(a)
     from dynmoe.core import save_results
+    torch.set_num_threads(1)   # as in the workers, so that the machine info saved with the results says 1 thread
     load0, t0, raws = os.getloadavg(), time.time(), {}
     for name in ALLOCATORS:
         print(f"allocator: {name} {ALLOCATORS[name] or ''}", flush=True)
@@ -186,7 +201,8 @@ def main():
               f"MAC saving {r['mac_saving']:.3f}  latency saving {r['latency_saving']:.3f}  ratio {r['ratio']:.3f}"
               f"  (target {r['target']}: {'met' if r['target_met'] else 'not met'})")
     w = next(iter(raws.values()))
-    save_results(a.out, dict(rows=rows, backbone=a.backbone, exit_mix_target=EXIT_MIX, thresholds=w['thresholds'],
+    save_results(a.out, dict(rows=rows, backbone=a.backbone, widen=a.widen, stage_widths=w['widths'],
+                             expert_widths=w['expert_widths'], exit_mix_target=EXIT_MIX, thresholds=w['thresholds'],
                              images=w['images'], precision='fp32', torch_threads=1,
                              memory_format='contiguous' if a.contiguous else 'channels_last',
                              grad_mode='no_grad' if a.no_grad else 'inference_mode',
