@@ -22,6 +22,7 @@ def test_folded_infers_the_same(kind, kw, images):
     "Every kind, backbone, policy, routing and head: same exits, experts and MACs, logits within 1e-4; no BN left."
     kw = dict(kw)
     zero = kw.pop('zero_last_bn', False)
+    torch.manual_seed(0)   # the conv weights come from the global generator: the same network whatever ran before
     m = randomise(DynNet(kind, **kw), 3, zero_bias=False)
     if zero:   # the experts' last BN as initialised (gamma = 0: identity residual), in every block of every stage
         for body in m.bodies:
@@ -39,6 +40,7 @@ def test_folded_infers_the_same(kind, kw, images):
 
 def test_folded_batch_one_and_channels_last(images):
     "One image at a time and channels-last layout give what the whole batch gives."
+    torch.manual_seed(0)
     m = randomise(DynNet('dynmoe'), 4, zero_bias=False).to(memory_format=torch.channels_last)
     xc, x = images
     with torch.no_grad(): thr = m(xc).exit_scores.median(0).values
