@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
 from .data import normalise
-from .exits import confidence_features, check_thresholds
+from .exits import check_thresholds
 from .experiment import ema_weights
 from .gating import Gate
 from .models import DynNet, PathSpec, global_pool
