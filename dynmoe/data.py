@@ -536,7 +536,7 @@ class FastLoader:
                  std:tuple=(0.25, 0.25, 0.25), # per-channel std on [0, 1]
                  pad:int=4, # crop translation range in pixels (0: no crop)
                  pad_mode:str='reflect', # 'reflect' (airbench) or 'zeros' (torchvision RandomCrop)
-                 flip:bool=True, # random horizontal flips (train only)
+                 flip:bool|str=True, # random horizontal flips (train only); 'alternate': airbench's alternating flips
                  shuffle:bool|None=None, # default: `train`
                  drop_last:bool|None=None, # drop the last partial batch; default: `train`
                  device:str|torch.device|None=None, # where images live and batches are made (default: x's device)
@@ -546,6 +546,7 @@ class FastLoader:
                  world_size:int=1, # number of DDP processes
                 ):
         _check_loader(x, y, batch_size, mean, std, pad, pad_mode, rank, world_size)
+        if flip not in (True, False, 'alternate'): raise ValueError(f"flip must be True, False or 'alternate', got {flip!r}")
         store_attr('train,pad,pad_mode,flip,dtype,seed,rank,world_size')
         self.device = torch.device(device) if device is not None else x.device
         self.x = x.to(self.device).contiguous(memory_format=torch.channels_last)    # (N, C, H, W), stored NHWC
@@ -564,6 +565,13 @@ class FastLoader:
     def __len__(self)->int:
         n = self.n_local()
         return n//self.bs if self.drop_last else -(-n//self.bs)
+
+    def first_flips(self)->Tensor:
+        "Alternating flips: each image's random flip in even epochs, its opposite in odd ones (same on every rank)."
+        if getattr(self, '_flips', None) is None:
+            g = torch.Generator().manual_seed(_seed(self.seed, 2))
+            self._flips = (torch.rand(len(self.y), generator=g) < 0.5).to(self.device)   # (N,) bool
+        return self._flips
 
     def set_epoch(self, epoch:int):
         "Make the next iteration epoch `epoch` (for DDP, call with the same value on every rank)."
@@ -589,7 +597,8 @@ class FastLoader:
             shift = flip = None
             if self.train and self.pad:
                 shift = torch.randint(-self.pad, self.pad + 1, (len(idx), 2), generator=g, device=self.device)
-            if self.train and self.flip: flip = torch.rand(len(idx), generator=g, device=self.device) < 0.5
+            if self.train and self.flip == 'alternate': flip = self.first_flips()[idx] ^ bool(epoch % 2)
+            elif self.train and self.flip: flip = torch.rand(len(idx), generator=g, device=self.device) < 0.5
             yield augment_batch(self.x, idx, shift, flip, self.scale, self.bias, self.pad_mode, self.dtype), self.y[idx]
 
     def __repr__(self):

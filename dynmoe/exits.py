@@ -25,13 +25,16 @@ class ExitHead(nn.Module):
                  in_ch:int, # channels of the feature map the head reads
                  n_classes:int, # number of classes it predicts
                  hidden:int|None=None, # None: pool + linear (cheapest); int: a conv3x3/2 to `hidden` channels first
+                 scale:float=1.0, # multiplies the logits (airbench scales its classifier's by 1/9)
+                 pool:str='avg', # global pooling: 'avg' or 'max' (airbench's)
                 ):
         super().__init__()
         for name, v in (('in_ch', in_ch), ('n_classes', n_classes), ('hidden', hidden)):
             if name == 'hidden' and v is None: continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"ExitHead: {name} must be a positive int, got {v!r}")
-        self.in_ch = in_ch
+        if pool not in ('avg', 'max'): raise ValueError(f"ExitHead: pool must be 'avg' or 'max', got {pool!r}")
+        self.in_ch, self.scale, self.pool = in_ch, scale, pool
         self.body = nn.Identity() if hidden is None else nn.Sequential(
             nn.Conv2d(in_ch, hidden, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True))
         self.fc = nn.Linear(hidden or in_ch, n_classes)
@@ -39,7 +42,9 @@ class ExitHead(nn.Module):
     def forward(self, x:Tensor)->Tensor: # (B, n_classes) logits
         if x.ndim != 4 or x.shape[1] != self.in_ch:
             raise ValueError(f"ExitHead expects a (B, {self.in_ch}, H, W) feature map, got shape {tuple(x.shape)}")
-        return self.fc(self.body(x).mean((2, 3)))  # pool (B, C') -> (B, n_classes)
+        h = self.body(x)
+        z = self.fc(h.mean((2, 3)) if self.pool == 'avg' else h.amax((2, 3)))  # pool (B, C') -> (B, n_classes)
+        return z if self.scale == 1 else z * self.scale
 
 # %% ../nbs/04_early_exits.ipynb #28552c00
 CONF_FEATURES = ('maxprob', 'entropy', 'margin')

@@ -13,14 +13,14 @@ import torch
 from fastcore.script import call_parse, store_true
 from .core import set_seed, save_results, fmt_macs, autocast, default_device
 from .data import get_dataset, normalise, DATASETS
-from .models import DynNet, KINDS, BACKBONES
+from .models import DynNet, KINDS, BACKBONES, WhitenStem
 from .policy import POLICIES
 from .losses import DynLoss
 from .train import Config, fit, top1, load_checkpoint
 
 # %% auto #0
-__all__ = ['PRESETS', 'RunConfig', 'make_config', 'build_model', 'build_criterion', 'load_data', 'final_top1', 'ema_weights',
-           'quick_eval', 'run_training', 'load_trained', 'train_cli', 'evaluate_cli']
+__all__ = ['PRESETS', 'RunConfig', 'make_config', 'build_model', 'build_criterion', 'load_data', 'final_top1', 'init_stem',
+           'ema_weights', 'quick_eval', 'run_training', 'load_trained', 'train_cli', 'evaluate_cli']
 
 # %% ../nbs/08a_experiment.ipynb #c43708f4
 @dataclass
@@ -46,6 +46,11 @@ class RunConfig(Config):
     kd_T: float = 3.0             # distillation temperature (Hinton et al. 2015 use 2-20)
     balance: str = 'switch'       # 'switch', 'shazeer' or 'none' (chapter 03)
     w_balance: float = 0.01       # balancing weight (Switch Transformer: 0.01)
+    translate: int = 4            # random-crop translation range in pixels, reflect padding (airbench: 2)
+    flip: bool|str = True         # random left-right flips; 'alternate': airbench's alternating flips (chapter 01)
+    bn_momentum: float = 0.1      # every BatchNorm's running-average momentum (PyTorch: 0.1; airbench: 0.4)
+    tta: bool = False             # also report flip test-time augmentation (each exit's logits over image + mirror: 2x MACs)
+    whiten: bool = True           # set a whitening stem from the data (False: train its filters from a random init)
 
     def validate(self)->RunConfig:
         "Check every field; one clear line per problem, raised before any data is read or any step taken."
@@ -67,6 +72,9 @@ class RunConfig(Config):
             (self.exit_hidden >= 0, f"exit_hidden must be >= 0, got {self.exit_hidden!r}"),
             (0 <= self.exit_grad <= 1, f"exit_grad must lie in [0, 1], got {self.exit_grad!r}"),
             (self.max_train >= 0 and self.val_size >= 0, "max_train and val_size must be >= 0"),
+            (isinstance(self.translate, int) and self.translate >= 0, f"translate must be an int >= 0, got {self.translate!r}"),
+            (self.flip in (True, False, 'alternate'), f"flip must be True, False or 'alternate', got {self.flip!r}"),
+            (0 < self.bn_momentum <= 1, f"bn_momentum must lie in (0, 1], got {self.bn_momentum!r}"),
             (self.dataset == 'synthetic' or Path(self.data_dir).is_dir(),
              f"data dir {self.data_dir!r} does not exist; create it (the dataset is downloaded into it when the "
              "network allows) or pass --data-dir"),
@@ -81,6 +89,10 @@ PRESETS = {
                   ema_decay=0.0, label_smoothing=0.0, log_every=5, outer_every=2),
     'quick': dict(epochs=4, batch_size=256, lr=0.2, lr_min=0.0, schedule='onecycle', warmup_epochs=1.0,
                   weight_decay=5e-4, label_smoothing=0.1, ema_decay=0.99, outer_every=10),
+    'fast': dict(backbone='airres', expert_width=0.25, epochs=9, batch_size=1024, lr=1.5, lr_min=0.105, momentum=0.85,
+                 schedule='onecycle', warmup_epochs=2.07, weight_decay=1.33e-3, label_smoothing=0.2, ema_decay=0.0,
+                 lookahead=5, bn_bias_lr=64, bn_momentum=0.4, translate=2, flip='alternate', tta=True,
+                 exit_grad=0.0, exit_lr=0.1, exit_hidden=64, policy='exit_then_route', outer_every=4),
     'paper': dict(epochs=300, batch_size=64, lr=0.1, lr_min=1e-3, schedule='cosine', weight_decay=1e-4,
                   label_smoothing=0.1, ema_decay=0.9999, outer_every=10, outer_lr=1e-3, outer_lr_min=1e-5, T=0.5),
 }
@@ -99,7 +111,7 @@ def build_model(cfg:RunConfig, n_classes:int, img_size:int=32)->DynNet:
     "The `DynNet` a config describes."
     return DynNet(cfg.model, cfg.backbone, n_classes, n_experts=cfg.n_experts, k=cfg.k, expert_width=cfg.expert_width,
                   policy=cfg.policy, route=cfg.route, exit_hidden=cfg.exit_hidden or None, img_size=img_size,
-                  exit_grad=cfg.exit_grad)
+                  exit_grad=cfg.exit_grad, bn_momentum=cfg.bn_momentum)
 
 # %% ../nbs/08a_experiment.ipynb #b7d2c4e5
 def build_criterion(cfg:RunConfig, model:DynNet)->DynLoss:
@@ -119,6 +131,16 @@ def final_top1(out, y)->int:
     "Correct predictions of the final exit (the `metric` of `fit`)."
     return top1(out.logits[-1], y)
 
+# %% ../nbs/08a_experiment.ipynb #856180b8
+def init_stem(model:DynNet, ds, n:int=5000, # the network and its data; whitened from `n` training images
+              whiten:bool=True, # False: leave the stem's random filters and let them train (the ablation)
+             )->DynNet:
+    "Set a `WhitenStem` from the first `n` training images (airbench: 5,000); any other stem is left as it is."
+    if not isinstance(model.stem, WhitenStem): return model
+    if whiten: model.stem.init_whitening(normalise(ds.train.x[:n], ds.mean, ds.std))
+    else: model.stem.conv.weight.requires_grad_(True)
+    return model
+
 # %% ../nbs/08a_experiment.ipynb #885ecc13
 def ema_weights(ckpt:dict)->dict:
     "The model weights to evaluate from a checkpoint: the EMA copy if there is one."
@@ -127,11 +149,14 @@ def ema_weights(ckpt:dict)->dict:
 
 # %% ../nbs/08a_experiment.ipynb #c3d6e9f2
 @torch.no_grad()
-def quick_eval(model:DynNet, split, ds, batch_size:int=500)->dict:
+def quick_eval(model:DynNet, split, ds, batch_size:int=500,
+               tta:bool=False, # also each exit's accuracy with flip test-time augmentation (twice the MACs)
+              )->dict:
     "Test accuracy of every exit and of `infer` at the default thresholds, and mean executed MACs."
     model.eval()
     dev = next(model.parameters()).device
     correct, dyn, macs, n, exits = torch.zeros(model.K), 0, 0., 0, torch.zeros(model.K)
+    correct_tta = torch.zeros(model.K)
     for i in range(0, len(split), batch_size):
         x = normalise(split.x[i:i+batch_size].to(dev), ds.mean, ds.std)   # (B, C, H, W) channels-last
         y = split.y[i:i+batch_size].to(dev)
@@ -139,26 +164,32 @@ def quick_eval(model:DynNet, split, ds, batch_size:int=500)->dict:
             out = model(x)
             r = model.infer(x)
         correct += torch.tensor([(z.argmax(1) == y).sum().item() for z in out.logits])
+        if tta:
+            with autocast(dev): mirrored = model(x.flip(-1)).logits
+            correct_tta += torch.tensor([((z.float() + zm.float()).argmax(1) == y).sum().item()
+                                         for z, zm in zip(out.logits, mirrored)])
         dyn += (r.logits.argmax(1) == y).sum().item()
         macs += r.macs.double().sum().item()
         n += len(y)
         exits += torch.bincount(r.exit, minlength=model.K).cpu()
-    return dict(n_images=n, exit_acc_pct=(100 * correct / n).tolist(), dynamic_acc_pct=100 * dyn / n,
-                dynamic_mmacs_per_img=macs / n / 1e6, full_path_mmacs_per_img=model.full_macs() / 1e6,
-                exit_hist=exits.long().tolist())
+    res = dict(n_images=n, exit_acc_pct=(100 * correct / n).tolist(), dynamic_acc_pct=100 * dyn / n,
+               dynamic_mmacs_per_img=macs / n / 1e6, full_path_mmacs_per_img=model.full_macs() / 1e6,
+               exit_hist=exits.long().tolist())
+    if tta: res |= dict(exit_acc_tta_pct=(100 * correct_tta / n).tolist(), tta_macs_factor=2)
+    return res
 
 # %% ../nbs/08a_experiment.ipynb #fd4b2444
 def run_training(cfg:RunConfig)->dict:
     "Train the model `cfg` describes, evaluate it on the test split, return (and save) the summary."
     set_seed(cfg.seed)
     ds = load_data(cfg)
-    model = build_model(cfg, len(ds.classes), ds.train.x.shape[-1])
-    tdl, vdl, _ = ds.loaders(cfg.batch_size, eval_batch_size=500, seed=cfg.seed)
+    model = init_stem(build_model(cfg, len(ds.classes), ds.train.x.shape[-1]), ds, whiten=cfg.whiten)
+    tdl, vdl, _ = ds.loaders(cfg.batch_size, eval_batch_size=500, seed=cfg.seed, pad=cfg.translate, flip=cfg.flip)
     t0 = time.time()
     st = fit(model, tdl, vdl, cfg, criterion=build_criterion(cfg, model), metric=final_top1)
     secs = time.time() - t0
     if st.ema is not None: model.load_state_dict(ema_weights(dict(ema=st.ema.state_dict())))
-    res = dict(config=cfg.to_dict(), train_seconds=secs, data=ds.source, test=quick_eval(model, ds.test, ds),
+    res = dict(config=cfg.to_dict(), train_seconds=secs, data=ds.source, test=quick_eval(model, ds.test, ds, tta=cfg.tta),
                history=st.history)
     if cfg.out_dir: save_results(Path(cfg.out_dir)/'summary.json', res, preset=cfg.preset, seed=cfg.seed)
     return res
@@ -187,9 +218,9 @@ def _fail(cmd:str, e:Exception):
 
 # %% ../nbs/08a_experiment.ipynb #68769ebf
 @call_parse
-def train_cli(preset:str='quick', # smoke (seconds), quick (minutes on a CPU) or paper (seed 003's recipe)
+def train_cli(preset:str='quick', # smoke (seconds), quick (minutes on a CPU), fast (airbench's recipe) or paper (seed 003's)
               model:str=None, # static, branchy, moe or dynmoe
-              backbone:str=None, # resnet20, resnet32, resnet56, resnet18w or vgg
+              backbone:str=None, # resnet20, resnet32, resnet56, resnet18w, vgg or airres
               dataset:str=None, # cifar10, cifar100, tinyimagenet or synthetic
               data_dir:str=None, # folder holding the dataset (default data/)
               epochs:int=None, batch_size:int=None, lr:float=None,

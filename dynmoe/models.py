@@ -20,8 +20,8 @@ from .exits import ExitHead, check_thresholds
 from .policy import make_policy, Decision, POLICIES, ROUTING_POLICIES, RouteOrExit, ExitGater, default_thresholds
 
 # %% auto #0
-__all__ = ['BACKBONES', 'KINDS', 'BasicBlock', 'vgg_trunk', 'NetOut', 'InferOut', 'DynNet', 'global_pool', 'scale_grad',
-           'PathSpec', 'infer', 'randomise', 'fold_conv_bn', 'fold_bn']
+__all__ = ['BACKBONES', 'KINDS', 'BasicBlock', 'vgg_trunk', 'pool_trunk', 'WhitenStem', 'NetOut', 'InferOut', 'DynNet',
+           'global_pool', 'scale_grad', 'PathSpec', 'infer', 'randomise', 'fold_conv_bn', 'fold_bn']
 
 # %% ../nbs/06_models.ipynb #ed559426
 BACKBONES = {  # name: stage widths, blocks per stage (trunk + body), residual body
@@ -30,6 +30,8 @@ BACKBONES = {  # name: stage widths, blocks per stage (trunk + body), residual b
     'resnet56':  dict(widths=(16, 32, 64), blocks=9, residual=True),
     'resnet18w': dict(widths=(64, 128, 256, 512), blocks=2, residual=True),
     'vgg':       dict(widths=(64, 128, 256, 512), blocks=2, residual=False),
+    'airres':    dict(widths=(64, 256, 256), blocks=2, residual=True, stem='whiten', trunk='pool', body_width=0.5,
+                      head_pool='max', head_scale=1/9),
 }
 KINDS = ('static', 'branchy', 'moe', 'dynmoe')
 
@@ -51,6 +53,36 @@ def vgg_trunk(c_in:int, c_out:int, pool:bool)->nn.Sequential:
     "VGG trunk: (max-pool 2x2), conv3x3 - BN - ReLU."
     return nn.Sequential(*([nn.MaxPool2d(2)] if pool else []), nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
                          nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+def pool_trunk(c_in:int, c_out:int)->nn.Sequential:
+    "airbench's group opening: conv3x3 - max-pool 2x2 - BN - ReLU, the conv starting as the identity on its first inputs."
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+    with torch.no_grad(): nn.init.dirac_(conv.weight[:min(c_in, c_out)])   # filter i copies input channel i
+    return nn.Sequential(conv, nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+class WhitenStem(nn.Module):
+    "airbench's first layer: a 2x2 conv (no padding) whose 2*C*4 fixed filters whiten image patches, then ReLU."
+    def __init__(self, c_in:int=3, k:int=2):
+        super().__init__()
+        self.k, self.out_ch = k, 2 * c_in * k * k
+        self.conv = nn.Conv2d(c_in, self.out_ch, k, bias=True)
+        self.conv.weight.requires_grad_(False)   # set from the data by `init_whitening`, never trained; the bias trains
+    def forward(self, x): return F.relu(self.conv(x))
+
+@patch
+@torch.no_grad()
+def init_whitening(self:WhitenStem,
+                   x:Tensor, # (N, C, H, W) normalised training images (airbench uses 5,000)
+                   eps:float=5e-4, # added to the eigenvalues: caps the gain of near-constant directions
+                  )->WhitenStem:
+    "Filters = the eigenvectors of the k x k patch covariance, scaled to unit output variance, and their negatives."
+    k, c = self.k, x.shape[1]
+    p = x.float().unfold(2, k, 1).unfold(3, k, 1)                      # (N, C, H-k+1, W-k+1, k, k)
+    p = p.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k).double()   # (patches, C*k*k), the conv's weight order
+    ev, V = torch.linalg.eigh(p.T @ p / len(p))                        # ascending eigenvalues, eigenvectors as columns
+    w = (V.T / (ev[:, None] + eps).sqrt()).flip(0).view(-1, c, k, k)   # largest-variance direction first
+    self.conv.weight.copy_(torch.cat([w, -w]).to(self.conv.weight))    # +/- pairs: ReLU keeps both signs
+    return self
 
 # %% ../nbs/06_models.ipynb #6b38ff8a
 @dataclass
@@ -90,6 +122,7 @@ class DynNet(nn.Module):
                  in_ch:int=3, img_size:int=32,
                  bucket:str|int|None=None, # sub-batch padding (dynmoe.moe.bucket_size); None: exact shapes
                  exit_grad:float=1.0, # scale of the early exits' gradient into the trunk (0: heads on frozen features)
+                 bn_momentum:float|None=None, # every BatchNorm's running-average momentum (None: PyTorch's 0.1)
                 ):
         super().__init__()
         self.policy_name = _check_config(kind, backbone, n_classes, n_experts, k, policy)
@@ -102,6 +135,7 @@ class DynNet(nn.Module):
         self.routes_by_policy = self.has_exits and self.has_moe and self.policy_name in ROUTING_POLICIES
         self._build_stages(expert_width)
         self._build_decisions(route, tau, exit_hidden, gater_hidden)
+        if bn_momentum is not None: self.set_bn_momentum(bn_momentum)
         self._macs = None
 
 # %% ../nbs/06_models.ipynb #dc7f5f34
@@ -119,30 +153,43 @@ def _check_config(kind, backbone, n_classes, n_experts, k, policy)->str:
 @patch
 def _build_stages(self:DynNet, expert_width):
     "The stem, each stage's trunk (first block) and body (the other blocks, an MoE of `E` experts), in creation order."
-    W, nb, res = (BACKBONES[self.backbone][k] for k in ('widths', 'blocks', 'residual'))
+    b = BACKBONES[self.backbone]
+    W, nb, res = b['widths'], b['blocks'], b['residual']
     fr = expert_width if isinstance(expert_width, (list, tuple)) else [expert_width] * self.E
-    self.stem = nn.Sequential(nn.Conv2d(self.in_ch, W[0], 3, padding=1, bias=False), nn.BatchNorm2d(W[0]),
-                              nn.ReLU(inplace=True))
-    c_ins = [W[0]] + list(W[:-1])
-    self.trunks = nn.ModuleList(BasicBlock(ci, c, 1 if s == 0 else 2) if res else vgg_trunk(ci, c, s > 0)
-                                for s, (ci, c) in enumerate(zip(c_ins, W)))
-    widths = lambda c: [max(1, round(f * c)) for f in fr] if self.has_moe else c
+    if b.get('stem') == 'whiten': self.stem = WhitenStem(self.in_ch)
+    else: self.stem = nn.Sequential(nn.Conv2d(self.in_ch, W[0], 3, padding=1, bias=False), nn.BatchNorm2d(W[0]),
+                                    nn.ReLU(inplace=True))
+    self.c_ins = [getattr(self.stem, 'out_ch', W[0])] + list(W[:-1])   # channels entering each stage
+    def trunk(s, ci, c):
+        if b.get('trunk') == 'pool': return pool_trunk(ci, c)
+        return BasicBlock(ci, c, 1 if s == 0 else 2) if res else vgg_trunk(ci, c, s > 0)
+    self.trunks = nn.ModuleList(trunk(s, ci, c) for s, (ci, c) in enumerate(zip(self.c_ins, W)))
+    widths = lambda c: [max(1, round(f * c)) for f in fr] if self.has_moe else round(b.get('body_width', 1) * c)
     self.bodies = nn.ModuleList(MoEConv(c, self.E, widths(c), n_blocks=max(1, nb - 1), residual=res, bucket=self.bucket)
                                 for c in W)
 
 @patch
 def _build_decisions(self:DynNet, route, tau, exit_hidden, gater_hidden):
     "Exit heads, the final head, one exit policy per early exit, and the gates (only stage 0's when the policy routes)."
-    W = BACKBONES[self.backbone]['widths']
-    c_ins = [W[0]] + list(W[:-1])
-    heads = [ExitHead(c, self.n_classes, exit_hidden) for c in W[:-1]] if self.has_exits else []
+    b = BACKBONES[self.backbone]
+    W, head = b['widths'], dict(scale=b.get('head_scale', 1.0), pool=b.get('head_pool', 'avg'))
+    c_ins = self.c_ins
+    heads = [ExitHead(c, self.n_classes, exit_hidden, **head) for c in W[:-1]] if self.has_exits else []
     self.exits = nn.ModuleList(heads)
-    self.final = ExitHead(W[-1], self.n_classes, None)
+    self.final = ExitHead(W[-1], self.n_classes, None, **head)
     kw = dict(n_experts=self.E if self.routes_by_policy else 0, k=self.k, route=route, tau=tau, measure=self.measure,
               n_classes=self.n_classes, hidden=gater_hidden)
     self.policies = nn.ModuleList([make_policy(self.policy_name, c, **kw) for c in W[:-1]] if self.has_exits else [])
     n_gates = (1 if self.routes_by_policy else self.S) if self.has_moe else 0
     self.gates = nn.ModuleList(Gate(c_ins[s], self.E, k=self.k, kind=route, tau=tau) for s in range(n_gates))
+
+@patch
+def set_bn_momentum(self:DynNet, momentum:float)->DynNet:
+    "Set every BatchNorm's running-average momentum (airbench: 0.4 in PyTorch's convention, with lookahead)."
+    if not 0 < momentum <= 1: raise ValueError(f"bn_momentum must lie in (0, 1], got {momentum!r}")
+    for m in self.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm): m.momentum = momentum
+    return self
 
 @patch
 def _check_input(self:DynNet, x:Tensor):
@@ -324,6 +371,11 @@ def policy_parameters(self:DynNet)->list:
         if isinstance(m, RouteOrExit): ps += list(m.exit.parameters())
         elif isinstance(m, ExitGater): ps += list(m.parameters())
     return ps
+
+@patch
+def exit_parameters(self:DynNet)->list:
+    "The early-exit heads' parameters (a share of theta that may train at its own learning rate, `Config.exit_lr`)."
+    return list(self.exits.parameters())
 
 @patch
 def classifier_parameters(self:DynNet)->list:

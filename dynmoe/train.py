@@ -22,12 +22,12 @@ from fastcore.basics import store_attr
 from .core import set_seed, default_device, autocast
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'CKPT_FORMAT', 'RESUME_FREE', 'Config', 'CECriterion', 'top1', 'param_groups', 'make_optimizers', 'lr_at',
-           'TensorLoader', 'dist_env', 'resolve_device', 'init_distributed', 'all_sum', 'rng_state', 'set_rng_state',
-           'TrainState', 'save_checkpoint', 'load_checkpoint', 'config_diff', 'restore', 'write_csv', 'read_csv',
-           'tb_writer', 'evaluate', 'to_device', 'n_batches', 'train_state', 'Run', 'loss_step', 'start_epoch',
-           'train_batch', 'outer_step', 'resume', 'resume_epoch', 'checkpoint', 'open_run', 'progress', 'after_batch',
-           'valid_metrics', 'log_epoch', 'end_epoch', 'close_run', 'fit']
+__all__ = ['SCHEDULES', 'CKPT_FORMAT', 'RESUME_FREE', 'Config', 'CECriterion', 'top1', 'param_groups', 'lr_scales', 'bn_biases',
+           'make_optimizers', 'Lookahead', 'lr_at', 'TensorLoader', 'dist_env', 'resolve_device', 'init_distributed',
+           'all_sum', 'rng_state', 'set_rng_state', 'TrainState', 'save_checkpoint', 'load_checkpoint', 'config_diff',
+           'restore', 'write_csv', 'read_csv', 'tb_writer', 'evaluate', 'to_device', 'n_batches', 'train_state', 'Run',
+           'loss_step', 'start_epoch', 'train_batch', 'outer_step', 'resume', 'resume_epoch', 'checkpoint', 'open_run',
+           'progress', 'after_batch', 'valid_metrics', 'log_epoch', 'end_epoch', 'close_run', 'fit']
 
 # %% ../nbs/08_training.ipynb #7b0eb0cf
 SCHEDULES = ('cosine', 'onecycle', 'constant')
@@ -49,6 +49,9 @@ class Config:
     label_smoothing: float = 0.1  # seed 003 app. B; used by the default cross-entropy criterion
     grad_clip: float = 0.0        # max grad norm, 0 = off (seed 003 does not clip; ~5 guards spiky policy losses)
     ema_decay: float = 0.9999     # seed 003 app. B: 0.9999 (horizon ~10k steps; ~0.999 under ~20k steps); 0 = off
+    lookahead: int = 0            # airbench / hlb-CIFAR10: every N steps the weights move to their slow EMA (0 = off)
+    bn_bias_lr: float = 1.0       # learning-rate multiplier of BatchNorm biases (airbench: 64)
+    exit_lr: float = 1.0          # learning-rate multiplier of early-exit heads (a model's `exit_parameters()`)
     bilevel: bool = True          # seed 003 Eq. 10-12 if the model has policy_parameters(); else joint
     outer_every: int = 10         # seed 003 app. B: the policy is updated every 10 steps on CIFAR (100 on ImageNet)
     outer_frac: float = 0.25      # share of an outer step's batch held out from the inner step (not given in seed 003)
@@ -97,6 +100,10 @@ class Config:
             (_num(self.grad_clip) and self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip!r}"),
             (_num(self.ema_decay) and 0 <= self.ema_decay < 1,
              f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay!r}"),
+            (isinstance(self.lookahead, int) and self.lookahead >= 0,
+             f"lookahead must be an int >= 0 (steps between syncs, 0 = off), got {self.lookahead!r}"),
+            (_num(self.bn_bias_lr) and self.bn_bias_lr > 0, f"bn_bias_lr must be > 0, got {self.bn_bias_lr!r}"),
+            (_num(self.exit_lr) and self.exit_lr > 0, f"exit_lr must be > 0, got {self.exit_lr!r}"),
             (isinstance(self.outer_every, int) and self.outer_every >= 1,
              f"outer_every must be an int >= 1, got {self.outer_every!r}"),
             (_num(self.outer_frac) and 0 < self.outer_frac < 1,
@@ -141,17 +148,27 @@ def top1(out:Tensor, # (B, n_classes) logits
 # %% ../nbs/08_training.ipynb #1eca38d5
 def param_groups(params, # iterable of parameters
                  weight_decay:float, # decay for weight matrices and kernels
-                )->list[dict]: # optimiser parameter groups (empty groups dropped)
-    "Split `params` into a decayed group (ndim > 1) and an undecayed one (BatchNorm, biases)."
-    ps = [p for p in params if p.requires_grad]
-    groups = [dict(params=[p for p in ps if p.ndim > 1], weight_decay=weight_decay),
-              dict(params=[p for p in ps if p.ndim <= 1], weight_decay=0.0)]
-    return [g for g in groups if g['params']]
+                 lr_scales:dict|None=None, # id(parameter) -> learning-rate multiplier (default 1)
+                )->list[dict]: # optimiser parameter groups, each with its `lr_scale`
+    "Group `params` by (decayed?, lr multiplier): kernels (ndim > 1) decay, BatchNorm and biases do not."
+    groups, lr_scales = {}, lr_scales or {}
+    for p in params:
+        if p.requires_grad: groups.setdefault((p.ndim > 1, lr_scales.get(id(p), 1.0)), []).append(p)
+    return [dict(params=ps, weight_decay=weight_decay if decay else 0.0, lr_scale=s) for (decay, s), ps in groups.items()]
+
+def lr_scales(model:nn.Module, cfg:Config)->dict:
+    "Parameters whose learning rate differs: BatchNorm biases (`bn_bias_lr`), early-exit heads (`exit_lr`)."
+    scales = {id(p): cfg.exit_lr for p in getattr(model, 'exit_parameters', list)()}
+    return scales | {id(p): cfg.bn_bias_lr for p in bn_biases(model)}
+
+def bn_biases(model:nn.Module)->list:
+    "The BatchNorm biases of `model` (the parameters airbench trains at 64 times the learning rate)."
+    return [m.bias for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None]
 
 def make_optimizers(model:nn.Module, cfg:Config)->dict[str, torch.optim.Optimizer]:
     "`{'joint': SGD}` over every parameter, or `{'inner': SGD, 'outer': Adam}` (seed 003 Eq. 10-12) with a policy."
-    def sgd(ps): return torch.optim.SGD(param_groups(ps, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
-                                        nesterov=cfg.nesterov)
+    def sgd(ps): return torch.optim.SGD(param_groups(ps, cfg.weight_decay, lr_scales(model, cfg)),
+                                        lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     has_policy = cfg.bilevel and hasattr(model, 'policy_parameters')
     policy = [p for p in model.policy_parameters() if p.requires_grad] if has_policy else []
     if not policy: return {'joint': sgd(model.parameters())}
@@ -167,6 +184,35 @@ def make_optimizers(model:nn.Module, cfg:Config)->dict[str, torch.optim.Optimize
         raise ValueError("parameters in neither classifier_parameters() nor policy_parameters(), "
                          f"they would never train: {orphans[:5]}")
     return {'inner': sgd(clf), 'outer': torch.optim.Adam(policy, lr=cfg.outer_lr)}
+
+# %% ../nbs/08_training.ipynb #607546db
+class Lookahead:
+    "Slow weights: every `every` steps an EMA of the fast ones, copied back into the model."
+    def __init__(self, model:nn.Module, every:int=5):
+        self.every = every
+        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    def decay(self, step:int, total:int)->float:
+        "Share of the slow weights kept at a sync: 0.95^every x (step/total)^3 (0 at the start, 0.77 at the end)."
+        return 0.95 ** self.every * (step / total) ** 3
+
+    @torch.no_grad()
+    def sync(self, model:nn.Module, decay:float):
+        "slow <- decay * slow + (1 - decay) * fast; fast <- slow (weights and BatchNorm statistics)."
+        fast = model.state_dict()
+        for k, s in self.slow.items():
+            s.lerp_(fast[k], 1 - decay)
+            fast[k].copy_(s)
+
+    def after_step(self, model:nn.Module, step:int, total:int):
+        "Called after optimiser step `step` (1-based) of `total`: sync every `every` steps; the last hands over."
+        if step >= total: self.sync(model, 1.0)
+        elif step % self.every == 0: self.sync(model, self.decay(step, total))
+
+    def state_dict(self)->dict: return dict(every=self.every, slow=self.slow)
+    def load_state_dict(self, d:dict):
+        self.every = d['every']
+        for k, v in d['slow'].items(): self.slow[k].copy_(v)
 
 # %% ../nbs/08_training.ipynb #07636681
 def lr_at(step:int, # optimiser step, 0-based
@@ -265,6 +311,7 @@ class TrainState:
     model: nn.Module                 # the bare model (never the DDP wrapper)
     opts: dict                       # {'joint': SGD} or {'inner': SGD, 'outer': Adam}
     ema: AveragedModel|None = None   # EMA of the weights and BatchNorm statistics
+    lookahead: Lookahead|None = None # the slow weights of lookahead
     step: int = 0                    # optimiser steps taken
     epoch: int = 0                   # epochs completed
     epoch_step: int = 0              # batches done in the current epoch (> 0 only in mid-epoch checkpoints)
@@ -284,6 +331,7 @@ def save_checkpoint(path:str|Path, # file to write, e.g. out_dir/last.pt
                 epoch_step=st.epoch_step,
                 steps_per_epoch=steps_per_epoch, history=st.history, model=st.model.state_dict(),
                 ema=st.ema.state_dict() if st.ema is not None else None,
+                lookahead=st.lookahead.state_dict() if st.lookahead is not None else None,
                 opts={k: o.state_dict() for k, o in st.opts.items()}, ranks=ranks)
     tmp = path.with_name(path.name + '.tmp')
     with open(tmp, 'wb') as f:
@@ -323,6 +371,7 @@ def restore(ckpt:dict, st:TrainState, cfg:Config, steps_per_epoch:int|None=None,
     try:
         st.model.load_state_dict(ckpt['model'])
         if st.ema is not None: st.ema.load_state_dict(ckpt['ema'])
+        if st.lookahead is not None: st.lookahead.load_state_dict(ckpt['lookahead'])
     except (RuntimeError, TypeError) as e:
         why = ' '.join(str(e).split())[:300]
         raise ValueError(f"checkpoint {path} was saved from a different model: {why}") from None
@@ -400,6 +449,7 @@ def train_state(model:nn.Module, cfg:Config, device:torch.device)->TrainState:
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
     st = TrainState(model, make_optimizers(model, cfg))
     if cfg.ema_decay: st.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    if cfg.lookahead: st.lookahead = Lookahead(model, cfg.lookahead)
     return st
 
 # %% ../nbs/08_training.ipynb #8926e354
@@ -469,7 +519,7 @@ def train_batch(run:Run, x:Tensor, y:Tensor):
     outer = run.bilevel and (st.step + 1) % cfg.outer_every == 0 and len(y) > 1
     k = len(y) - max(1, round(cfg.outer_frac * len(y))) if outer else len(y)  # samples for the inner step
     run.lr = lr_at(st.step, run.total, cfg.lr, cfg.lr_min, run.warmup, cfg.schedule)
-    for g in run.main_opt.param_groups: g['lr'] = run.lr
+    for g in run.main_opt.param_groups: g['lr'] = run.lr * g.get('lr_scale', 1.0)
     part = 'inner' if run.bilevel else 'joint'
     o, run.loss, run.logs = loss_step(run, x[:k], y[:k], part, run.main_opt, run.main_params)
     run.sums[0] += run.loss * k   # loss x samples
@@ -478,6 +528,7 @@ def train_batch(run:Run, x:Tensor, y:Tensor):
     del o
     if outer: run.logs = {**run.logs, **outer_step(run, x[k:], y[k:])}
     if st.ema is not None: st.ema.update_parameters(st.model)
+    if st.lookahead is not None: st.lookahead.after_step(st.model, st.step + 1, run.total)
     st.step += 1
     st.epoch_step += 1
 

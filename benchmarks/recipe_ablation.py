@@ -1,0 +1,62 @@
+r"""One-line ablations of the `fast` recipe (airbench94's ingredients on `airres`, chapter 08a): the static network
+trained with the whole recipe, or with one ingredient switched back to the plain choice, at the same epochs.
+
+Each run trains `dynmoe.experiment.run_training` in this process (torch threads as given) and writes
+data/results/recipe/<ablation>.json with the command, commit, machine, the training wall time, the final-exit test
+top-1 (plain and with flip test-time augmentation) and the per-epoch history. Runs are independent: start several
+ablations one after the other, or in separate processes with one thread each.
+
+    python benchmarks/recipe_ablation.py --data-dir /work/shared/data --ablation full --threads 2
+    python benchmarks/recipe_ablation.py --data-dir /work/shared/data --ablation no_lookahead --threads 1
+"""
+import argparse, os, sys, time
+from pathlib import Path
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # this checkout's dynmoe
+import torch
+
+ABLATIONS = {   # name: RunConfig overrides that undo one ingredient of the fast preset
+    'full':          {},
+    'no_lookahead':  dict(lookahead=0),                     # plain SGD weights (no slow copy)
+    'random_flip':   dict(flip=True),                       # a fresh coin per image and epoch
+    'no_bias_boost': dict(bn_bias_lr=1.0),                  # BatchNorm biases at the common learning rate
+    'no_whiten':     dict(whiten=False),                    # the 2x2 stem trained from a random init
+    'ls_0.1':        dict(label_smoothing=0.1),             # seed 003's label smoothing instead of airbench's 0.2
+    'bn_mom_0.1':    dict(bn_momentum=0.1),                 # PyTorch's BatchNorm momentum
+}
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--data-dir', default='data')
+    p.add_argument('--ablation', default='full', choices=list(ABLATIONS))
+    p.add_argument('--epochs', type=int, default=None, help="override the preset's epochs (the same for every run)")
+    p.add_argument('--model', default='static')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--threads', type=int, default=torch.get_num_threads())
+    p.add_argument('--out', default=None, help='default data/results/recipe/<ablation>[_e<epochs>][_seed<s>].json')
+    p.add_argument('--runs-dir', default=None, help="train in <runs-dir>/compare_fast/static (the 'full' static run "
+                   "then is the one `dynmoe-compare --preset fast` reuses); default: no checkpoint")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    from dynmoe.experiment import make_config, run_training
+    from dynmoe.core import save_results
+    keep = {}
+    if a.runs_dir:   # the folder dynmoe-compare trains this variant in (dynmoe.compare.variant_config)
+        from dynmoe.compare import run_stem
+        keep = dict(out_dir=str(Path(a.runs_dir)/run_stem('fast', epochs=a.epochs, seed=a.seed or None)/a.model),
+                    resume=True)
+    cfg = make_config('fast', model=a.model, data_dir=a.data_dir, epochs=a.epochs, seed=a.seed, quiet=True,
+                      **ABLATIONS[a.ablation], **keep)
+    t0 = time.time()
+    res = run_training(cfg)
+    stem = a.ablation + (f'_e{a.epochs}' if a.epochs else '') + (f'_seed{a.seed}' if a.seed else '')
+    out = a.out or f'data/results/recipe/{stem}.json'
+    t = res['test']
+    doc = dict(ablation=a.ablation, overrides=ABLATIONS[a.ablation], model=a.model, epochs=cfg.epochs,
+               threads=a.threads, train_seconds=res['train_seconds'], wall_s=time.time() - t0,
+               test_top1_pct=t['exit_acc_pct'][-1], test_top1_tta_pct=t.get('exit_acc_tta_pct', [None])[-1],
+               mmacs_per_img=t['full_path_mmacs_per_img'], config=res['config'], history=res['history'])
+    save_results(out, doc, preset='fast', seed=a.seed, data_dir=a.data_dir, loadavg=os.getloadavg())
+    print(f"{a.ablation}: {doc['test_top1_pct']:.2f} % ({doc['test_top1_tta_pct']:.2f} % with flip TTA) in "
+          f"{doc['train_seconds']:.0f} s of training, {a.threads} thread(s) -> {out}")
+
+if __name__ == '__main__': main()
