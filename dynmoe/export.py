@@ -20,16 +20,17 @@ from .data import normalise
 from .exits import check_thresholds
 from .experiment import ema_weights
 from .gating import Gate
-from .models import DynNet, PathSpec, global_pool
+from .models import DynNet, PathSpec, global_pool, fold_bn
 from .moe import MoEConv
 from .policy import RouteOrExit, default_thresholds
 from .train import load_checkpoint, CKPT_FORMAT
 
 # %% auto #0
-__all__ = ['MANIFEST_FORMAT', 'require_onnxruntime', 'ort_session', 'is_trained', 'load_weights', 'check_exportable', 'route',
-           'ExpertPath', 'GateSeg', 'ExitSeg', 'PolicySeg', 'StaticWhole', 'FusedFirst', 'FusedStage', 'FusedHead',
-           'segments', 'manifest', 'export_onnx', 'graph_cost', 'path_cost', 'fused_path', 'OrtOut', 'OrtNet',
-           'table_for', 'check_against_torch']
+__all__ = ['MANIFEST_FORMAT', 'UNIT_WEIGHT', 'STAGES_FORMAT', 'require_onnxruntime', 'ort_session', 'is_trained', 'load_weights',
+           'check_exportable', 'route', 'ExpertPath', 'GateSeg', 'ExitSeg', 'PolicySeg', 'StaticWhole', 'FusedFirst',
+           'FusedStage', 'FusedHead', 'segments', 'manifest', 'export_onnx', 'graph_cost', 'path_cost', 'fused_path',
+           'OrtOut', 'OrtNet', 'table_for', 'check_against_torch', 'weight_is_one', 'StemGraph', 'identity_conv',
+           'StageGraph', 'stage_graphs', 'export_stages', 'StageNet', 'TorchStages']
 
 # %% ../nbs/12_export.ipynb #2cbb356e
 def require_onnxruntime():
@@ -133,8 +134,9 @@ class ExitSeg(nn.Module):
         self.head = head
 
     def forward(self, h):
-        f = global_pool(h)                                            # (1, C)
-        return (self.head.fc(f) if isinstance(self.head.body, nn.Identity) else self.head(h)), f
+        f, hd = global_pool(h), self.head                             # (1, C) what the policy reads
+        plain = isinstance(hd.body, nn.Identity) and (getattr(hd, 'pool', 'avg'), getattr(hd, 'scale', 1)) == ('avg', 1)
+        return (hd.fc(f) if plain else hd(h)), f                      # the pooling shared where the head pools alike
 
 # %% ../nbs/12_export.ipynb #9d331c2c
 class PolicySeg(nn.Module):
@@ -575,3 +577,314 @@ def check_against_torch(model:DynNet, # the network that was exported (eval mode
                 same_experts=exp.float().mean().item(), same_macs=(ref.macs == got.macs).float().mean().item(),
                 max_logit_diff=diff.max().item() if len(diff) else 0.0, near_threshold=int(near.sum()),
                 disagree_not_near=int((~(ex & exp & pred) & ~near).sum()))
+
+# %% ../nbs/12_export.ipynb #fb507925
+UNIT_WEIGHT = 'unit_gate_weight'   # hook: a DynNet with this attribute True says its top-1 gate weight is exactly 1
+
+def _routers(m:DynNet)->list:
+    "Every gate that routes a stage of `m`: the stage gates and the route-or-exit policies' gates."
+    return list(m.gates) + [p.gate for p in m.policies if isinstance(p, RouteOrExit)]
+
+def weight_is_one(m:DynNet)->bool:
+    "True if every routing weight `m` applies at inference is exactly 1, so that the multiply can be left out."
+    if not m.has_moe or getattr(m, UNIT_WEIGHT, False): return True
+    return m.k == 1 and all(g.renorm for g in _routers(m))   # a softmax over the one kept logit is exactly 1
+
+# %% ../nbs/12_export.ipynb #2a24e235
+class StemGraph(nn.Module):
+    "The stem and the first gate as one graph: features, (gate weight), stage 0's expert index."
+    def __init__(self, m:DynNet, weighted:bool, decide:bool=True):
+        super().__init__()
+        self.stem, self.weighted = m.stem, weighted and m.has_moe
+        self.gate = GateSeg(m.gates[0]) if m.has_moe and decide else None
+        self.in_names = ['x']
+        self.out_names = ['h'] + (((['w'] if self.weighted else []) + ['idx']) if self.gate is not None else [])
+
+    def forward(self, x):
+        h = self.stem(x)                                               # (1, C_0, H, W)
+        if self.gate is None: return h
+        w, idx = self.gate(h)                                          # (1, 1), (1, 1)
+        return (h, w, idx) if self.weighted else (h, idx)
+
+# %% ../nbs/12_export.ipynb #094d5e16
+def identity_conv(trunk:nn.Module)->nn.Conv2d|None:
+    "A 1x1 conv that returns its input exactly, where `trunk`'s shortcut is the identity; None elsewhere."
+    if not isinstance(getattr(trunk, 'short', None), nn.Identity): return None
+    c = trunk.conv1.in_channels
+    conv = nn.Conv2d(c, c, 1, bias=False)
+    with torch.no_grad(): conv.weight.copy_(torch.eye(c).view(c, c, 1, 1))   # (C, C, 1, 1)
+    return conv
+
+# %% ../nbs/12_export.ipynb #9d85a9ae
+class StageGraph(nn.Module):
+    "Stage `s` through expert `e`, then all up to the next decision: exit head and policy (or gate), or final head."
+    def __init__(self, m:DynNet, s:int, e:int, weighted:bool, decide:bool=True, ident:bool=False):
+        super().__init__()
+        last, self.weighted = s == m.S - 1, weighted and m.has_moe
+        self.pre = identity_conv(m.trunks[s]) if ident else None   # None: the input goes straight in
+        self.trunk, self.expert = m.trunks[s], ExpertPath(m.bodies[s], e)
+        self.final = m.final if last else None
+        self.head = ExitSeg(m.exits[s]) if m.has_exits and not last else None
+        self.policy = PolicySeg(m.policies[s]) if self.head is not None and decide else None
+        routes = m.has_moe and not last and decide
+        self.gate = GateSeg(m.gates[s + 1]) if routes and not m.routes_by_policy else None
+        route = ((['w_next'] if self.weighted else []) + ['idx_next']) if routes else []
+        self.in_names = ['h', 'w'] if self.weighted else ['h']   # outputs for the next stage end in '_next'
+        self.out_names = ['z'] if last else (['h_next'] + ['z'] * (self.head is not None)
+                                             + ['score'] * (self.policy is not None) + route)
+
+    def forward(self, h, w=None):
+        if self.pre is not None: h = self.pre(h)                       # the same values, in the conv's layout
+        h = self.expert(self.trunk(h), w if self.weighted else None)   # (1, C_s, H_s, W_s)
+        if self.final is not None: return self.final(h)                # (1, n_classes)
+        out, route = [h], ()
+        if self.head is not None:
+            z, f = self.head(h)                                        # (1, n_classes), (1, C_s)
+            out.append(z)
+            if self.policy is not None:
+                score, *route = r if isinstance(r := self.policy(f, z), tuple) else (r,)
+                out.append(score)                                      # (1,)
+        if self.gate is not None: route = self.gate(h)
+        if route: out += list(route) if self.weighted else [route[1]]   # (1, 1) weight, (1, 1) index
+        return tuple(out)
+
+# %% ../nbs/12_export.ipynb #63347889
+def _outs(o)->tuple: return o if isinstance(o, tuple) else (o,)
+
+# %% ../nbs/12_export.ipynb #12dc7b36
+def stage_graphs(m:DynNet, # the network (eval mode)
+                 weighted:bool, # graphs take and pass on the gate weight (False: it is exactly 1)
+                 decide:bool=True, # with gates and policies (False: without, to time what they cost)
+                 ident:bool=False, # an identity 1x1 conv where a graph's input feeds an identity shortcut
+                )->dict: # name: (module, example inputs)
+    "The stage graphs in path order: `first` (stem and first gate), then `stage.{s}.{e}` for every stage and expert."
+    x = torch.zeros(1, m.in_ch, m.img_size, m.img_size)
+    first = StemGraph(m, weighted, decide)
+    graphs, env = {'first': (first, (x,))}, dict(w=torch.ones(1, 1))
+    env |= dict(zip(first.out_names, _outs(first(x))))
+    for s in range(m.S):
+        gs = [StageGraph(m, s, e, weighted, decide, ident) for e in range(m.E)]
+        args = tuple(env[n] for n in gs[0].in_names)
+        graphs |= {f'stage.{s}.{e}': (g, args) for e, g in enumerate(gs)}
+        env |= {n.removesuffix('_next'): v for n, v in zip(gs[0].out_names, _outs(gs[0](*args)))}
+    return graphs
+
+# %% ../nbs/12_export.ipynb #f88cfa09
+STAGES_FORMAT = 'dynmoe.stages/1'
+
+def _fold(m:DynNet)->tuple[DynNet, bool]:
+    "`m` with batch norm folded into the convs (`fold_bn`), or `m` itself where a norm follows no conv."
+    try: return fold_bn(m), True
+    except ValueError: return m, False   # exit_then_route's BatchNorm1d on pooled features; onnxruntime folds
+
+def _export_graphs(graphs:dict, folder:Path, sub:str, opset:int)->dict:
+    "Write each graph of `graphs` to `folder/sub/<name>.onnx`; {name: relative file}."
+    (folder/sub).mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, (mod, args) in graphs.items():
+        files[name] = f'{sub}/{name}.onnx'
+        with warnings.catch_warnings(), _quiet('torch.onnx'):
+            warnings.simplefilter('ignore')
+            torch.onnx.export(mod.eval(), args, str(folder/files[name]), input_names=mod.in_names,
+                              output_names=mod.out_names, opset_version=opset, dynamo=False, do_constant_folding=True)
+    return files
+
+# %% ../nbs/12_export.ipynb #5366c8d3
+def _weighted(model:DynNet, unit_weight:bool|None)->bool:
+    "Whether the graphs multiply by the gate weight: not if it is exactly 1; `unit_weight=True` insists that it is."
+    one = weight_is_one(model)
+    if unit_weight and not one:
+        raise ValueError(f"unit_weight=True, but this model's top-1 gate weight is not exactly 1 at inference: "
+                         f"its gates do not renormalise over the kept expert, and it does not set `{UNIT_WEIGHT}` "
+                         f"(a model trained with a unit-weight gate sets model.{UNIT_WEIGHT} = True)")
+    return not one if unit_weight is None else not unit_weight
+
+def export_stages(model:DynNet, # a trained DynNet (k = 1)
+                  folder:str|Path, # where `stages/` and stages.json go (may be an `export_onnx` folder)
+                  state=None, # weights to load first (see `load_weights`)
+                  allow_untrained:bool=False, # export a never-trained network anyway (tests, demos)
+                  unit_weight:bool|None=None, # None: drop the gate-weight multiply iff it is exactly 1; True: insist
+                  bare:bool=False, # also the graphs without gates and policies (`stages_bare/`), to time decisions
+                  ident:bool=False, # an identity 1x1 conv at graph inputs that feed an identity shortcut (exact)
+                  opset:int=20, mean:tuple|None=None, std:tuple|None=None, # as for `export_onnx`
+                 )->Path:
+    "Export `model` as one graph per (stage, expert) with its decisions inside, and stem + first gate, for `StageNet`."
+    if state is not None: load_weights(model, state)
+    check_exportable(model, allow_untrained)
+    weighted = _weighted(model, unit_weight)
+    m0 = copy.deepcopy(model).float().cpu().eval()
+    m, folded = _fold(m0)
+    folder = Path(folder)
+    files = _export_graphs(stage_graphs(m, weighted, True, ident), folder, 'stages', opset)
+    bare_files = _export_graphs(stage_graphs(m, weighted, False, ident), folder, 'stages_bare', opset) if bare else None
+    meta = manifest(m0, files, weighted=weighted, bn_folded=folded, bare_files=bare_files, identity_conv=ident,
+                    opset=opset, exporter='torchscript', mean=list(mean) if mean else None,
+                    std=list(std) if std else None)
+    (folder/'stages.json').write_text(json.dumps(meta | dict(format=STAGES_FORMAT), indent=1))
+    return folder
+
+# %% ../nbs/12_export.ipynb #afa895e7
+_DTYPES = {'tensor(float)': np.float32, 'tensor(int64)': np.int64}
+
+def _read_stages(folder:Path, bare:bool)->dict:
+    "A stage-graph export's manifest, or a clear error if `folder` holds none (or none with bare graphs)."
+    if not (folder/'stages.json').exists():
+        raise FileNotFoundError(f"{folder/'stages.json'} not found: export the model with export_stages first")
+    meta = json.loads((folder/'stages.json').read_text())
+    if meta.get('format') != STAGES_FORMAT:
+        raise ValueError(f"{folder} holds no {STAGES_FORMAT} export (format {meta.get('format')!r}): export it again")
+    if bare and not meta.get('bare_files'):
+        raise ValueError(f"{folder} was exported without bare graphs: export_stages(..., bare=True)")
+    return meta
+
+class StageNet:
+    "An exported DynNet run as stage graphs: one onnxruntime call for the stem and one per stage, buffers bound once."
+    _check_images, preprocess = OrtNet._check_images, OrtNet.preprocess   # the same checks and normalisation
+    def __init__(self,
+                 folder:str|Path, # written by `export_stages`
+                 threads:int=1, # intra-op threads per session (1: the mobile proxy)
+                 bare:bool=False, # run the graphs without gates and policies (only `replay` then: timing decisions)
+                ):
+        self.folder, self.threads, self.bare = Path(folder), threads, bare
+        self.meta = meta = _read_stages(self.folder, bare)
+        for k in ('kind', 'S', 'K', 'E', 'has_exits', 'in_ch', 'img_size', 'n_classes'): setattr(self, k, meta[k])
+        self.spec = PathSpec.from_meta(meta)
+        files = meta['bare_files' if bare else 'files']
+        self.sessions = {n: ort_session(self.folder/f, threads) for n, f in files.items()}
+        self._macs = {}   # (exit, experts): MACs, summed once per path
+        self._bind()
+
+    def __repr__(self): return (f"StageNet({self.kind}, {self.meta['backbone']}, {len(self.sessions)} graphs"
+                                f"{', bare' if self.bare else ''}, {self.threads} thread(s), {self.folder})")
+
+# %% ../nbs/12_export.ipynb #58ef24c5
+def _bound(sess, ins:dict, outs:dict):
+    "`sess` with its inputs bound to arrays in `ins` and its outputs to arrays in `outs`: a call that runs it."
+    io = sess.io_binding()
+    for i in sess.get_inputs():
+        a = ins[i.name]
+        io.bind_input(i.name, 'cpu', 0, a.dtype, a.shape, a.ctypes.data)
+    for n, a in outs.items(): io.bind_output(n, 'cpu', 0, a.dtype, a.shape, a.ctypes.data)
+    return lambda: sess.run_with_iobinding(io)
+
+@patch
+def _bind(self:StageNet):
+    "Allocate every buffer once and bind it: stage `s`'s graphs read the buffers stage `s-1`'s (or `first`) write."
+    self.x, w1 = np.zeros((1, self.in_ch, self.img_size, self.img_size), np.float32), np.ones((1, 1), np.float32)
+    ins, self._calls, self._outs = dict(x=self.x), [], []
+    for names in [['first']] + [[f'stage.{s}.{e}' for e in range(self.E)] for s in range(self.S)]:
+        o = self.sessions[names[0]].get_outputs()
+        bufs = {b.name: np.zeros(b.shape, _DTYPES[b.type]) for b in o}   # every expert of a stage writes these
+        self._calls.append([_bound(self.sessions[n], ins, bufs) for n in names])
+        self._outs.append(bufs)
+        ins = dict(w=w1) | {k.removesuffix('_next'): v for k, v in bufs.items()}   # what the next stage reads
+    self._first, self._calls = self._calls[0][0], self._calls[1:]
+    self._idx = [o.get('idx', o.get('idx_next')) for o in self._outs[:-1]]   # stage s's expert, from the step before
+    self._score = [o.get('score') for o in self._outs[1:]]
+    self._z = [o.get('z') for o in self._outs[1:]]
+
+# %% ../nbs/12_export.ipynb #cc63419b
+@patch
+def _run(self:StageNet, x:np.ndarray, thr:list)->tuple[int, list, np.ndarray]:
+    "One image (1, C, H, W) through the graphs: the exit it takes, the expert each stage ran (-1: not reached), logits."
+    np.copyto(self.x, x)
+    self._first()
+    experts = [-1] * self.S
+    for s in range(self.S):
+        idx = self._idx[s]
+        e = experts[s] = int(idx[0, 0]) if idx is not None else 0
+        self._calls[s][e]()
+        score = self._score[s]
+        if score is not None and score[0] >= thr[s]: return s, experts, self._z[s]
+    return self.K - 1, experts, self._z[-1]
+
+@patch
+def replay(self:StageNet, x:np.ndarray, k:int, experts:list):
+    "Run one image (1, C, H, W) down a given path (exit `k`, `experts`), reading no decision (for the bare graphs)."
+    np.copyto(self.x, x)
+    self._first()
+    for s in range(self.spec.exit_stage(k) + 1): self._calls[s][experts[s]]()
+
+# %% ../nbs/12_export.ipynb #c38c3267
+@patch
+def path_macs(self:StageNet, k:int, experts:list)->int:
+    "MACs of the path to exit `k` through `experts`: the manifest's MAC table summed along it (cached per path)."
+    key = (k, tuple(experts[:self.spec.exit_stage(k) + 1]))
+    if key not in self._macs: self._macs[key] = sum(self.meta['macs'][n] for n in self.spec.exit_path(k, key[1]))
+    return self._macs[key]
+
+# %% ../nbs/12_export.ipynb #dfa1f581
+def _thr(rt, thresholds)->list:
+    "The checked exit thresholds of runtime `rt` as a list: `thresholds`, or its policy's default."
+    thr = thresholds if thresholds is not None else rt.meta['default_thresholds']
+    return check_thresholds(thr, rt.K - 1, f"the {rt.meta['policy']!r} policy").tolist() if rt.has_exits else []
+
+def _infer(rt, x:np.ndarray, thr:list, wrap=lambda a: a)->OrtOut:
+    "Run `rt._run` on each image of `x` (passed through `wrap`): `OrtOut` with logits, exits, experts, MACs and ms."
+    B = len(x)
+    logits, exit_, experts = np.empty((B, rt.n_classes), np.float32), np.empty(B, np.int64), np.full((B, rt.S, 1), -1)
+    ms, macs, paths = np.empty(B), np.empty(B, np.int64), []
+    for j in range(B):
+        t0 = time.perf_counter()
+        k, ex, z = rt._run(wrap(x[j:j+1]), thr)
+        logits[j] = z[0]
+        ms[j] = (time.perf_counter() - t0) * 1e3
+        exit_[j], experts[j, :, 0], macs[j] = k, ex, rt.path_macs(k, ex)
+        paths.append(['first'] + [f'stage.{s}.{e}' for s, e in enumerate(ex) if e >= 0])
+    t = torch.from_numpy
+    return OrtOut(t(logits), t(exit_), t(experts), t(macs), t(ms), paths, torch.zeros(B, dtype=torch.bool))
+
+# %% ../nbs/12_export.ipynb #595d1128
+@patch
+def infer(self:StageNet,
+          x, # (B, C, H, W) normalised float images (tensor or array); run one at a time
+          thresholds=None, # (K-1,) exit thresholds (default: the policy's); +inf never exits
+         )->OrtOut:
+    "Dynamic inference on the stage graphs at batch 1: `OrtNet.infer`'s results (without deadlines)."
+    if self.bare: raise ValueError("bare graphs hold no decisions: run them with replay(x, exit, experts)")
+    return _infer(self, self._check_images(x), _thr(self, thresholds))
+
+# %% ../nbs/12_export.ipynb #b331cede
+def _frozen(g:nn.Module, args:tuple):
+    "`g` traced on `args` and frozen (weights inlined as constants, eval-only): a lean TorchScript module."
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # tracer warnings on Python values: each graph is fixed per (stage, expert)
+        return torch.jit.freeze(torch.jit.trace(g.eval(), args, check_trace=False))
+
+# %% ../nbs/12_export.ipynb #87101f43
+class TorchStages:
+    "The stage graphs as frozen TorchScript modules, driven by `StageNet`'s loop: a lean eager path at batch 1."
+    def __init__(self, model:DynNet, # the network (eval mode, k = 1)
+                 unit_weight:bool|None=None, # as for `export_stages`
+                ):
+        check_exportable(model, allow_untrained=True)
+        m, _ = _fold(copy.deepcopy(model).float().cpu().eval())
+        graphs = stage_graphs(m, _weighted(model, unit_weight))
+        mods = {n: _frozen(g, args) for n, (g, args) in graphs.items()}
+        self.first = mods['first']
+        self.stages = [[mods[f'stage.{s}.{e}'] for e in range(m.E)] for s in range(m.S)]
+        self.out_names = [graphs[n][0].out_names for n in ['first'] + [f'stage.{s}.0' for s in range(m.S)]]
+        self.in_names = [graphs[f'stage.{s}.0'][0].in_names for s in range(m.S)]
+        self.meta, self.spec, self._macs = manifest(model, {}), m.spec, {}
+        for k in ('S', 'K', 'has_exits', 'in_ch', 'img_size', 'n_classes'): setattr(self, k, self.meta[k])
+
+    _check_images, path_macs = OrtNet._check_images, StageNet.path_macs
+
+# %% ../nbs/12_export.ipynb #9d94e5d5
+@patch
+@torch.inference_mode()
+def _run(self:TorchStages, x:Tensor, thr:list)->tuple[int, list, Tensor]:
+    "One image (1, C, H, W): the exit it takes, the expert each stage ran (-1: not reached), its logits."
+    env = dict(zip(self.out_names[0], _outs(self.first(x))))
+    experts = [-1] * self.S
+    for s in range(self.S):
+        e = experts[s] = int(env['idx']) if 'idx' in env else 0
+        out = dict(zip(self.out_names[s + 1], _outs(self.stages[s][e](*(env[n] for n in self.in_names[s])))))
+        if 'score' in out and out['score'] >= thr[s]: return s, experts, out['z']
+        env = {n.removesuffix('_next'): v for n, v in out.items()}
+    return self.K - 1, experts, out['z']
+
+@patch
+def infer(self:TorchStages, x, thresholds=None)->OrtOut:
+    "`StageNet.infer` on the frozen TorchScript stages: per image its logits, exit, experts, MACs and ms."
+    return _infer(self, self._check_images(x), _thr(self, thresholds), torch.from_numpy)

@@ -477,13 +477,16 @@ def fold_conv_bn(conv:nn.Conv2d, # a conv whose output goes to `bn` and nowhere 
     return conv
 
 # %% ../nbs/06_models.ipynb #f01d0006
-def _conv_bn_pairs(model:nn.Module)->list[tuple[nn.Module, str, str]]:
-    "(parent, conv name, BN name) wherever a BatchNorm2d child is registered right after a Conv2d child."
+def _conv_bn_pairs(model:nn.Module)->list[tuple[nn.Module, str, str, bool]]:
+    "(parent, conv, BN, through a max-pool?) wherever a BatchNorm2d child follows a Conv2d child, or a conv and a pool."
     pairs = []
     for parent in model.modules():
         kids = list(parent.named_children())
-        pairs += [(parent, c, b) for (c, cm), (b, bm) in zip(kids, kids[1:])
-                  if isinstance(cm, nn.Conv2d) and isinstance(bm, nn.BatchNorm2d)]
+        for (c, cm), (p, pm), *rest in zip(kids, kids[1:], kids[2:] + [(None, None)]):
+            if not isinstance(cm, nn.Conv2d): continue
+            if isinstance(pm, nn.BatchNorm2d): pairs.append((parent, c, p, False))
+            elif isinstance(pm, nn.MaxPool2d) and isinstance(rest[0][1], nn.BatchNorm2d):
+                pairs.append((parent, c, rest[0][0], True))   # airres's trunk: conv - max-pool - BN
     return pairs
 
 # %% ../nbs/06_models.ipynb #f01d0007
@@ -492,11 +495,15 @@ def fold_bn(model:DynNet, # a network in eval mode (left unchanged)
     "A deep copy of `model` with every batch-norm folded into the conv before it; same `infer` results, fewer passes."
     if model.training:
         raise RuntimeError("fold_bn folds running statistics: call model.eval() first")
-    m = deepcopy(model)
-    for parent, c, b in _conv_bn_pairs(m):
-        fold_conv_bn(getattr(parent, c), getattr(parent, b))
+    m, kept = deepcopy(model), set()
+    for parent, c, b, pooled in _conv_bn_pairs(m):
+        bn = getattr(parent, b)
+        if pooled and not (bn.weight > 0).all():   # max-pool commutes with a*x + b only where a > 0
+            kept.add(id(bn))
+            continue
+        fold_conv_bn(getattr(parent, c), bn)
         setattr(parent, b, nn.Identity())
-    left = [n for n, mod in m.named_modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
+    left = [n for n, mod in m.named_modules() if isinstance(mod, nn.BatchNorm2d) and id(mod) not in kept]
     if left: raise ValueError(f"batch-norms that follow no conv, not folded: {left}")
     m._macs = None   # measured again on the folded modules (a conv's bias adds no MACs)
     return m.requires_grad_(False).eval()

@@ -90,3 +90,18 @@ def test_clear_errors():
     with pytest.raises(ValueError, match='without running statistics'):
         fold_conv_bn(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4, track_running_stats=False))
     with pytest.raises(ValueError, match='batch-norm of 4 channels after a conv of 5'): fold_conv_bn(nn.Conv2d(3, 5, 1), nn.BatchNorm2d(4))
+
+def test_fold_airres_pool_trunk():
+    "airres's trunks are conv - max-pool - BN: folded where every BN scale is positive, kept (and still exact) elsewhere."
+    torch.manual_seed(0)
+    m = DynNet('dynmoe', 'airres', expert_width=0.25, policy='exit_then_route')
+    randomise(m)
+    with torch.no_grad(): m.trunks[1][2].weight[0] = -0.5          # one negative scale: max-pool does not commute
+    m.eval()
+    f = fold_bn(m)
+    kept = [n for n, mod in f.named_modules() if isinstance(mod, nn.BatchNorm2d)]
+    assert kept == ['trunks.1.2'], kept
+    x = torch.randn(8, 3, 32, 32)
+    a, b = m.infer(x), f.infer(x)
+    assert torch.equal(a.exit, b.exit) and torch.equal(a.experts, b.experts)
+    assert (a.logits - b.logits).abs().max() < 1e-4

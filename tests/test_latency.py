@@ -188,3 +188,71 @@ def test_bad_input(dyn, tmp_path, x, monkeypatch):
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)   # onnxruntime not installed
     with pytest.raises(ImportError, match='pip install onnxruntime'): require_onnxruntime()
     with pytest.raises(ImportError, match='pip install onnxruntime'): OrtNet(tmp_path/'b')
+
+# ---------------------------------------------------------------------------------------------- stage-graph runtime
+from dynmoe.export import export_stages, StageNet, TorchStages, weight_is_one, _routers, UNIT_WEIGHT
+from dynmoe.exits import fit_thresholds
+from dynmoe.models import BACKBONES
+
+STAGE_CASES = [('dynmoe', {}), ('dynmoe', dict(policy='exit_then_route')), ('dynmoe', dict(policy='confidence')),
+               ('dynmoe', dict(policy='budget_gater', expert_width=[0.25, 0.5, 0.5, 1.0])), ('moe', {}),
+               ('branchy', dict(policy='confidence')), ('static', {}), ('dynmoe', dict(backbone='vgg'))]
+STAGE_CASES += [('dynmoe', dict(backbone=b)) for b in ('airres',) if b in BACKBONES]   # max-pooled, scaled exit heads
+
+def _fitted(m, seed=7):
+    "Thresholds fitted on other images so that every exit is taken (None without exits)."
+    if not m.has_exits: return None
+    with torch.no_grad(): s = m(torch.randn(256, 3, 32, 32, generator=torch.Generator().manual_seed(seed))).exit_scores
+    return fit_thresholds(s.float(), [1 / m.K] * m.K)
+
+@pytest.mark.parametrize('kind,kw', STAGE_CASES, ids=[f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items())}" for k, kw in STAGE_CASES])
+def test_stage_runtime_matches_infer(kind, kw, x, tmp_path):
+    "StageNet (onnxruntime, IO binding) and TorchStages (frozen TorchScript) = DynNet.infer: predictions, exits, experts, MACs."
+    kw = dict(kw); bb = kw.pop('backbone', 'resnet20')
+    m = randomise(DynNet(kind, bb, **kw))
+    thr = _fitted(m)
+    rt = StageNet(export_stages(m, tmp_path, bare=True))
+    for r in (rt, TorchStages(m)):
+        chk = check_against_torch(m, r, x, thr)
+        assert chk['disagree_not_near'] == 0 and chk['same_macs'] >= 1 - chk['near_threshold'] / len(x), chk
+        assert chk['same_exit'] >= 0.97 and chk['max_logit_diff'] < 1e-3, chk   # random nets: many scores sit near
+    o, ref = rt.infer(x, thr), m.infer(x, thr)
+    ok = ref.exit == o.exit
+    assert ok.float().mean() >= 0.9 and torch.equal(o.macs[ok], ref.macs[ok])
+    for j in range(len(x)): assert len(o.paths[j]) == 2 + rt.spec.exit_stage(int(o.exit[j]))   # one call per stage
+    if m.has_exits: assert len(o.exit.unique()) >= 2
+    rt.replay(x[:1].numpy(), int(o.exit[0]), o.experts[0, :, 0].tolist())   # the full graphs replay a given path too
+    StageNet(tmp_path, bare=True).replay(x[:1].numpy(), int(o.exit[0]), o.experts[0, :, 0].tolist())
+
+def test_stage_unit_weight(x, tmp_path):
+    "The gate-weight multiply is left out only where the weight is exactly 1: renormalising gates, or the model's flag."
+    m = randomise(DynNet('dynmoe', 'resnet20'))
+    assert not weight_is_one(m) and weight_is_one(DynNet('static'))
+    with pytest.raises(ValueError, match='not exactly 1'): export_stages(m, tmp_path/'a', unit_weight=True)
+    for g in _routers(m): g.renorm = True
+    assert weight_is_one(m)
+    rt = StageNet(export_stages(m, tmp_path/'b'))
+    assert not rt.meta['weighted'] and [i.name for i in rt.sessions['stage.1.2'].get_inputs()] == ['h']
+    assert check_against_torch(m, rt, x, _fitted(m))['disagree_not_near'] == 0
+    assert StageNet(export_stages(m, tmp_path/'c', unit_weight=False)).meta['weighted']   # kept on request
+    f = randomise(DynNet('dynmoe', 'resnet20'))
+    setattr(f, UNIT_WEIGHT, True)   # the hook a unit-weight-trained model sets
+    assert weight_is_one(f) and not StageNet(export_stages(f, tmp_path/'d')).meta['weighted']
+
+def test_stage_bad_input(x, tmp_path, monkeypatch):
+    "Clear errors: no export, no bare graphs, k > 1, untrained, wrong shape or dtype, wrong thresholds, onnxruntime missing."
+    m = randomise(DynNet('dynmoe', 'resnet20'))
+    rt = StageNet(export_stages(m, tmp_path/'a'))
+    with pytest.raises(FileNotFoundError, match='export_stages first'): StageNet(tmp_path/'nothing')
+    with pytest.raises(ValueError, match='without bare graphs'): StageNet(tmp_path/'a', bare=True)
+    with pytest.raises(ValueError, match=r'top-1 routing only \(k=1\)'): export_stages(DynNet('dynmoe', k=2), tmp_path/'b', allow_untrained=True)
+    with pytest.raises(ValueError, match=r'top-1 routing only \(k=1\)'): TorchStages(DynNet('dynmoe', k=2))
+    with pytest.raises(ValueError, match='looks untrained'): export_stages(DynNet('dynmoe'), tmp_path/'c')
+    with pytest.raises(ValueError, match='exported for 32x32 images'): rt.infer(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match=r'\(B, 3, H, W\)'): rt.infer(torch.randn(3, 32, 32))
+    with pytest.raises(TypeError, match='normalised float images'): rt.infer(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(TypeError, match='normalised float images'): TorchStages(m).infer(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match='expected 2 exit thresholds'): rt.infer(x[:1], [0.5])
+    with pytest.raises(ValueError, match='bare graphs hold no decisions'): StageNet(export_stages(m, tmp_path/'d', bare=True), bare=True).infer(x[:1])
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)
+    with pytest.raises(ImportError, match='pip install onnxruntime'): StageNet(tmp_path/'a')
