@@ -16,16 +16,20 @@ import torch
 from fastcore.script import call_parse, store_true
 from fastprogress.fastprogress import progress_bar
 from .core import save_results, load_results, git_commit
-from .experiment import RunConfig, make_config, build_model, load_data, run_training, ema_weights
+from .experiment import PRESETS, RunConfig, make_config, build_model, load_data, run_training, ema_weights
 from .evaluation import ExitOutputs, normaliser, evaluate_model, evaluate_outputs, _jsonable
 from .exits import confidence
 from .train import load_checkpoint
 
 # %% auto #0
-__all__ = ['VARIANTS', 'POSTHOC', 'ALL_VARIANTS', 'EXTRA', 'DEFAULT_VARIANTS', 'BASELINES', 'ANCHORS', 'resolve_variants',
-           'run_stem', 'variant_config', 'trained_summary', 'train_job', 'train_variants', 'with_exit_score',
-           'evaluate_run', 'evaluate_posthoc', 'curve', 'interp_acc', 'matched_gap', 'targets', 'results_table',
-           'plot_comparison', 'describe_targets', 'load_comparison', 'headline', 'compare', 'compare_cli']
+__all__ = ['VARIANTS', 'POSTHOC', 'ALL_VARIANTS', 'EXTRA', 'DEFAULT_VARIANTS', 'BASELINES', 'ANCHORS', 'FINAL_GAPS',
+           'resolve_variants', 'run_stem', 'variant_config', 'trained_summary', 'train_job', 'train_variants',
+           'with_exit_score', 'evaluate_run', 'evaluate_posthoc', 'curve', 'interp_acc', 'matched_gap', 'targets',
+           'results_table', 'plot_comparison', 'describe_targets', 'load_comparison', 'headline', 'compare',
+           't_quantile', 'half_width', 'mean_ci', 'verdict', 'gap_stat', 'parse_seeds', 'seed_of', 'group_by_seed',
+           'mean_curve', 'final_gaps', 'seed_targets', 'aggregate_seeds', 'seeds_table', 'describe_seed_targets',
+           'headline_seeds', 'plot_seeds', 'seeds_stem', 'write_seeds', 'aggregate_files', 'compare_seeds',
+           'compare_cli']
 
 # %% ../nbs/11_results.ipynb #d2a9f22d
 VARIANTS = {  # name -> (RunConfig overrides, one-line description)
@@ -43,7 +47,9 @@ VARIANTS = {  # name -> (RunConfig overrides, one-line description)
     'moe_e1':              (dict(model='moe', n_experts=1),
                             "dense at the MoE-CNN's MACs: half-width bodies (an MoE with one expert)"),
     'dynmoe':              (dict(model='dynmoe'),
-                            'DynMoE: experts + exits + route-or-exit rule (bi-level, KD, balance)'),
+                            "DynMoE: experts + exits + the preset's route-or-exit rule (bi-level, KD, balance)"),
+    'dynmoe_eq4':          (dict(model='dynmoe', policy='route_or_exit', exit_grad=1.0, exit_lr=1.0, outer_every=10),
+                            "DynMoE with seed 003's Eq. 4 rule and training, reproduced (one softmax, exit + experts)"),
     'dynmoe_budget_gater': (dict(model='dynmoe', policy='budget_gater'),
                             "DynMoE body, seed 003's budget-aware gater"),
     'dynmoe_jei':          (dict(model='dynmoe', policy='jei'), 'DynMoE body, JEI-DNN-style gate (seed 001)'),
@@ -60,7 +66,7 @@ POSTHOC = {  # name -> (trained variant it re-reads, exit score, description)
                               "the exit-then-route network, max-softmax exit thresholds instead of its rule"),
 }
 ALL_VARIANTS = tuple(VARIANTS) + tuple(POSTHOC)
-EXTRA = ('branchy_g25', 'branchy_g0', 'branchy_g25_h64', 'branchy_g0_h64', 'moe_e1', 'dynmoe_etr',
+EXTRA = ('dynmoe_eq4', 'branchy_g25', 'branchy_g0', 'branchy_g25_h64', 'branchy_g0_h64', 'moe_e1', 'dynmoe_etr',
          'dynmoe_etr_confidence')   # this phase's studies: run by name, or with 'all'
 DEFAULT_VARIANTS = tuple(v for v in ALL_VARIANTS if v not in EXTRA)   # what `dynmoe-compare` runs unless told
 BASELINES = ('static', 'branchy', 'moe', 'dynmoe')
@@ -376,9 +382,10 @@ def _say_static(h:dict)->str:
     return (head + f"{h['dynmoe_mmacs_to_reach']:.2f} MMACs/img = {100 * h['macs_ratio']:.0f} % of its "
             f"{h['static_mmacs']:.2f} MMACs/img: {_yes(h['met'])} (target <= 50 %)")
 
-def describe_targets(t:dict, # as `targets` returns it
+def describe_targets(t:dict, # as `targets` returns it, or an aggregate as `aggregate_seeds` does
                     )->list[str]:
-    "One sentence per target of `targets`, with the numbers that decide it."
+    "One sentence per target of `targets`, with the numbers that decide it (or of an aggregate over seeds)."
+    if 'n_seeds' in t: return describe_seed_targets(t)   # an aggregate document (section "Several seeds")
     e = t['budget_error']
     budget = ', '.join(f"{n} {_yes(e['met'][n])} (worst {v:.1f} %)" for n, v in e['max_abs_pct'].items())
     return [_say_branchy(t['vs_branchy']), _say_moe(t['vs_moe']), _say_static(t['static_acc_at_half_macs']),
@@ -403,10 +410,11 @@ def _headline_row(n:str, r:dict)->str:
     return line + (f" (default thresholds, mean exit {op['mean_exit_number']:.2f}); budget sweep "
                    f"{lo:.2f}-{hi:.2f} MMACs/img, best {best['test_acc_pct']:.2f} %")
 
-def headline(path:str|Path, # a `compare_<preset>.json`
+def headline(path:str|Path, # a `compare_<preset>.json`, or an aggregate `compare_<preset>_seeds.json`
             )->str:
     "The front page's result: the four main networks on the test split and the verdicts, with provenance."
     doc = load_comparison(path)
+    if 'n_seeds' in doc: return headline_seeds(doc, path)   # an aggregate over seeds (section "Several seeds")
     m = doc['meta']
     lines = [f"{doc['dataset']}, backbone {doc['backbone']}, preset {m['preset']!r} ({doc['epochs']} epochs each), "
              f"seed {m['seed']}; test split:"]
@@ -470,9 +478,350 @@ def compare(preset:str='quick', # `make_config` preset
                       data_dir=str(data_dir), code_commit_at_start=code_commit)
     return doc
 
+# %% ../nbs/11_results.ipynb #ec720454
+def t_quantile(dof:int, # degrees of freedom: seeds - 1
+               conf:float=0.95, # two-sided confidence of the interval
+              )->float:
+    "The Student-t quantile of a two-sided `conf` interval (4.303 for 2 degrees of freedom at 95 %)."
+    from scipy import stats   # here, not at the top: reading a comparison need not pay SciPy's import
+    return float(stats.t.ppf(0.5 + conf / 2, dof))
+
+# %% ../nbs/11_results.ipynb #336edfda
+def half_width(x, # (n_seeds, ...) values, one row per seed
+               conf:float=0.95, # two-sided confidence
+              )->np.ndarray|None:
+    "Half-width of the Student-t interval of the mean over axis 0: t(n - 1) * s / sqrt(n); None for one seed."
+    x = np.asarray(x, dtype=float)
+    n = x.shape[0]
+    return None if n < 2 else t_quantile(n - 1, conf) * x.std(0, ddof=1) / math.sqrt(n)
+
+def mean_ci(xs, # one number per seed
+            conf:float=0.95, # two-sided confidence
+           )->dict:
+    "Mean over seeds and its Student-t interval; with one seed the mean alone, and a note that says so."
+    x = np.asarray(list(xs), dtype=float)
+    if not len(x): raise ValueError("no values to average over seeds")
+    m, h = float(x.mean()), half_width(x, conf)
+    if h is None: return dict(n=1, mean=m, half=None, lo=None, hi=None, values=x.tolist(), note='one seed, no interval')
+    return dict(n=len(x), mean=m, half=float(h), lo=m - float(h), hi=m + float(h), values=x.tolist())
+
+# %% ../nbs/11_results.ipynb #ee263fdb
+def verdict(s:dict, # as `mean_ci` returns it
+            target:float=0., # the threshold the mean is judged against
+            higher:bool=True, # the target is `>= target` (False: `<= target`)
+           )->str:
+    "'met' or 'not met' when the interval lies on one side of the target, 'inside the noise' when it holds it."
+    ok = s['mean'] >= target if higher else s['mean'] <= target
+    if s['half'] is None: return f"{'met' if ok else 'not met'} (one seed, no interval)"
+    if s['lo'] <= target <= s['hi']: return 'inside the noise'
+    return 'met' if ok else 'not met'
+
+def gap_stat(per_seed:dict, # seed -> value (None: not measured on that seed, left out)
+             target:float=0., # threshold of the target
+             higher:bool=True, # the target is `>= target` (False: `<= target`)
+            )->dict:
+    "One target over seeds: the seeds that measure it, mean, interval, the target and the verdict."
+    seeds = [s for s, v in per_seed.items() if v is not None]
+    head = dict(seeds=seeds, target=target, higher=higher)
+    if not seeds: return head | dict(n=0, verdict='undecided (no seed measures it)')
+    st = mean_ci(per_seed[s] for s in seeds)
+    return head | st | dict(verdict=verdict(st, target, higher))
+
+# %% ../nbs/11_results.ipynb #44586cb8
+def _is_seed(s)->bool: # '3' or 3; not True, -1, 1.5 or 'a'
+    if isinstance(s, str): return s.isascii() and s.isdigit()
+    return isinstance(s, int) and not isinstance(s, bool) and s >= 0
+
+def parse_seeds(seeds, # '0,1,2' (the command line's form) or a list of ints
+               )->list[int]:
+    "The seeds to run, as distinct non-negative ints in the order given."
+    items = [s.strip() for s in seeds.split(',') if s.strip()] if isinstance(seeds, str) else list(seeds)
+    bad = [s for s in items if not _is_seed(s)]
+    if bad: raise ValueError(f"seeds must be non-negative integers, got {bad}")
+    out = [int(s) for s in items]
+    if not out: raise ValueError("no seeds given")
+    twice = sorted({s for s in out if out.count(s) > 1})
+    if twice: raise ValueError(f"seeds given more than once: {twice}")
+    return out
+
+# %% ../nbs/11_results.ipynb #5702e118
+def seed_of(doc:dict)->int:
+    "The seed a comparison ran with: from its provenance, else its overrides, else its variants' configs."
+    s = (doc.get('meta') or {}).get('seed')
+    if s is None: s = (doc.get('overrides') or {}).get('seed')
+    if s is None: s = next((v['config']['seed'] for v in doc['variants'].values() if v.get('config')), None)
+    if isinstance(s, str) or not _is_seed(s): raise ValueError(f"a comparison's seed must be an int, got {s!r}")
+    return s
+
+_SAME = ('preset', 'backbone', 'epochs')   # what the comparisons of one aggregate share (with their other overrides)
+
+def _setting(doc:dict)->dict:
+    "What a comparison trained, its seed aside: preset, backbone, epochs and the other overrides."
+    over = {k: v for k, v in (doc.get('overrides') or {}).items() if k != 'seed'}
+    return {k: doc.get(k) for k in _SAME} | dict(overrides=over)
+
+# %% ../nbs/11_results.ipynb #dcdcbabd
+def _source(doc:dict, seed:int)->dict:
+    "Where one comparison of an aggregate came from: its seed, variants, command, commit and wall time."
+    m = doc.get('meta') or {}
+    return dict(seed=seed, variants=list(doc['variants']), command=m.get('command'), git_commit=m.get('git_commit'),
+                wall_s=doc.get('wall_s'))
+
+def group_by_seed(docs:list, # comparisons (as `load_comparison` reads them), one or more per seed
+                 )->dict:
+    "Seed -> one comparison, in seed order; one seed's comparisons are merged (a variant in two: the first's)."
+    if not docs: raise ValueError("no comparisons to aggregate")
+    ref, out = _setting(docs[0]), {}
+    for i, d in enumerate(docs):
+        s, st = seed_of(d), _setting(d)
+        if st != ref:
+            diff = {k: f'{ref[k]!r} vs {st[k]!r}' for k in st if st[k] != ref[k]}
+            raise ValueError(f"comparison {i} (seed {s}) differs from comparison 0 in {diff}; only the seed may differ")
+        if s in out: out[s]['variants'] = d['variants'] | out[s]['variants']
+        else: out[s] = d | dict(variants=dict(d['variants']), sources=[])
+        out[s]['sources'].append(_source(d, s))
+    return dict(sorted(out.items()))
+
+# %% ../nbs/11_results.ipynb #20da4c3f
+def mean_curve(evals:list, # one variant's evaluation per seed
+               n_grid:int=25, # points of the common MACs grid
+              )->dict:
+    "The seeds' test curves on one MACs grid (the range all of them cover): mean accuracy and interval per point."
+    cs = [curve(r) for r in evals]
+    if any(len(m) == 1 for m, _ in cs):                    # no exits: one point per seed
+        g, acc = np.array([np.mean([m[0] for m, _ in cs])]), np.array([a[:1] for _, a in cs])
+    else:
+        lo, hi = max(m[0] for m, _ in cs), min(m[-1] for m, _ in cs)
+        if not lo < hi: return dict(mmacs=[], n=len(cs), note="the seeds' curves share no range of MACs")
+        g = np.linspace(lo, hi, n_grid)
+        acc = np.stack([np.interp(g, m, a) for m, a in cs])   # (n_seeds, n_grid) top-1 %
+    h = half_width(acc)
+    return dict(mmacs=g.tolist(), mean_acc_pct=acc.mean(0).tolist(), half_pp=None if h is None else h.tolist(),
+                n=len(cs))
+
+# %% ../nbs/11_results.ipynb #ad96384f
+FINAL_GAPS = (('branchy', 'static', -0.5), ('dynmoe', 'moe', -0.5))   # issue 12: exits cost the final exit <= 0.5 pp
+
+def _final(r:dict)->float: # final-exit test top-1 (%) of an evaluation
+    return r['anytime'][-1]['acc_pct']
+
+def final_gaps(evals:dict, # seed -> variant -> evaluation
+               pairs=FINAL_GAPS, # (a, b, target in pp): final exit of `a` minus that of `b`, judged `>= target`
+              )->dict:
+    "Each pair's final-exit gap (pp), paired by seed: mean, interval and verdict over the seeds that hold both."
+    return {f'{a} - {b}': gap_stat({s: _final(e[a]) - _final(e[b]) for s, e in evals.items() if a in e and b in e}, t)
+            for a, b, t in pairs}
+
+# %% ../nbs/11_results.ipynb #36a5639d
+def _static_macs(ts:dict)->dict:
+    "Target 2 over seeds: the MACs at which DynMoE reaches the static top-1, in % of the static MACs (<= 50 %)."
+    h = {s: t['static_acc_at_half_macs'] for s, t in ts.items()}
+    pct = {s: None if x['macs_ratio'] is None else 100 * x['macs_ratio'] for s, x in h.items()}
+    out = gap_stat(pct, 50., higher=False) | dict(static_acc_pct=mean_ci(x['static_acc_pct'] for x in h.values()))
+    never = [s for s, v in pct.items() if v is None]
+    if never: out |= dict(not_reached=never, verdict=f"not met (the static top-1 is never reached on seeds {never})")
+    return out
+
+def seed_targets(evals:dict, # seed -> variant -> evaluation
+                 n_grid:int=25, # points of the MACs grid for the BranchyNet comparison
+                )->dict|None:
+    "`targets` on each seed that has the four main networks; each deciding number as mean, interval and verdict."
+    ts = {s: targets(e, n_grid) for s, e in evals.items() if all(v in e for v in BASELINES)}
+    if not ts: return None
+    errs = _ordered({v for t in ts.values() for v in t['budget_error']['max_abs_pct']})
+    return dict(seeds=list(ts),
+                vs_branchy=gap_stat({s: t['vs_branchy'].get('min_gap_pp') for s, t in ts.items()}),
+                vs_branchy_mean=gap_stat({s: t['vs_branchy'].get('mean_gap_pp') for s, t in ts.items()}),
+                vs_moe=gap_stat({s: t['vs_moe']['gap_pp'] for s, t in ts.items()}),
+                static_macs_pct=_static_macs(ts),
+                budget_error={v: gap_stat({s: t['budget_error']['max_abs_pct'].get(v) for s, t in ts.items()},
+                                          5., higher=False) for v in errs})
+
+# %% ../nbs/11_results.ipynb #3e24a473
+def _ordered(names)->list: # variant names in the comparison's order, unknown ones last
+    return [n for n in ALL_VARIANTS if n in names] + sorted(set(names) - set(ALL_VARIANTS))
+
+def _variant_seeds(evals:list, n_grid:int)->dict:
+    "One variant over seeds: top-1 at the final exit and at default thresholds, MMACs/img, and its mean curve."
+    op = [r['operating_point'] for r in evals]
+    return dict(final_exit_acc_pct=mean_ci(_final(r) for r in evals), dynamic_acc_pct=mean_ci(o['acc_pct'] for o in op),
+                mmacs=mean_ci(o['mean_mmacs'] for o in op),
+                full_path_mmacs=mean_ci(r['anytime'][-1]['mean_mmacs'] for r in evals), curve=mean_curve(evals, n_grid))
+
+def aggregate_seeds(docs:list, # comparisons (as `load_comparison` reads them), one or more per seed
+                    n_grid:int=25, # points of the common MACs grid
+                    gaps=FINAL_GAPS, # final-exit gaps to report, as `final_gaps` takes them
+                   )->dict:
+    "Mean and 95 % interval over seeds of each variant every seed has, of the targets and of the final-exit gaps."
+    by = group_by_seed(docs)
+    evals = {s: {n: v['eval'] for n, v in d['variants'].items()} for s, d in by.items()}
+    names = _ordered({n for e in evals.values() for n in e})
+    common = [n for n in names if all(n in e for e in evals.values())]
+    d0, src = next(iter(by.values())), [x for d in by.values() for x in d['sources']]
+    variants = {n: dict(description=d0['variants'][n].get('description'),
+                        **_variant_seeds([e[n] for e in evals.values()], n_grid)) for n in common}
+    return dict(preset=d0['preset'], backbone=d0['backbone'], epochs=d0['epochs'], dataset=d0.get('dataset'),
+                overrides=_setting(d0)['overrides'], seeds=list(by), n_seeds=len(by), variants=variants,
+                missing={n: [s for s, e in evals.items() if n not in e] for n in names if n not in common},
+                targets=seed_targets(evals, n_grid), final_exit_gaps=final_gaps(evals, gaps),
+                sources=src, wall_s=sum(x['wall_s'] or 0. for x in src))
+
+# %% ../nbs/11_results.ipynb #77229c9f
+def _pm(s:dict|None, fmt:str='.2f', unit:str='', one:str=' (one seed)')->str:
+    "A mean over seeds as 'm ± h unit' (h: half-width of its interval), 'm unit (one seed)', or '–' if unmeasured."
+    if not s or not s.get('n'): return '–'
+    if s['half'] is None: return f"{s['mean']:{fmt}}{unit}{one}"
+    return f"{s['mean']:{fmt}} ± {s['half']:{fmt.lstrip('+')}}{unit}"
+
+def seeds_table(agg:dict)->str:
+    "A markdown table of an aggregate: every number as mean ± half-width of its 95 % interval over seeds."
+    hdr = ('| variant | seeds | final-exit top-1 (%) | top-1 at default thresholds (%) | mean MMACs/img | '
+           'full path MMACs/img |')
+    rows = [hdr, '|---|---|---|---|---|---|']
+    for n, v in agg['variants'].items():
+        nums = [_pm(v[k]) for k in ('final_exit_acc_pct', 'dynamic_acc_pct', 'mmacs', 'full_path_mmacs')]
+        rows.append('| ' + ' | '.join([f'`{n}`', str(v['final_exit_acc_pct']['n'])] + nums) + ' |')
+    return '\n'.join(rows)
+
+# %% ../nbs/11_results.ipynb #43b40a29
+def _say_gap(what:str, s:dict, unit:str='pp', fmt:str='+.2f')->str:
+    "One target over seeds in words: mean ± half-width, the target, the seeds and the verdict."
+    if not s.get('n'): return f"{what}: {s['verdict']}"
+    sign = '>=' if s['higher'] else '<='
+    return (f"{what}: {_pm(s, fmt, ' ' + unit, '')} (target {sign} {s['target']:g} {unit}; seeds {s['seeds']}): "
+            f"{s['verdict']}")
+
+def _say_budget(errs:dict)->str:
+    "Target 3 over seeds in words: each network's worst realised budget error."
+    return 'realised test budget within +-5 % of the target (worst error per seed): ' + ', '.join(
+        f"{v} {_pm(s, '.1f', ' %', '')} {s['verdict']}" for v, s in errs.items())
+
+def describe_seed_targets(agg:dict, # as `aggregate_seeds` returns it
+                         )->list[str]:
+    "One sentence per target and per final-exit gap of an aggregate, as mean ± 95 % interval over seeds, with verdicts."
+    t, out = agg['targets'], []
+    if t is None: out.append(f"targets: no seed holds all four of {list(BASELINES)}")
+    else: out += [_say_gap('DynMoE minus BranchyNet at its worst budget', t['vs_branchy']),
+                  _say_gap("DynMoE minus MoE-CNN at the MoE-CNN's MMACs/img", t['vs_moe']),
+                  _say_gap("MMACs/img at which DynMoE reaches the static top-1, in % of the static's",
+                           t['static_macs_pct'], '%', '.1f'), _say_budget(t['budget_error'])]
+    out += [_say_gap(f'final exit, {k}', s) for k, s in agg['final_exit_gaps'].items()]
+    if agg['missing']: out.append('not in every seed, so left out of the means: ' +
+                                  ', '.join(f'{n} (missing on seeds {s})' for n, s in agg['missing'].items()))
+    return out
+
+# %% ../nbs/11_results.ipynb #44ac58ca
+def headline_seeds(doc:dict, # an aggregate, as `load_comparison` reads it (with 'meta')
+                   path:str|Path, # the file it was read from
+                  )->str:
+    "The front page's result from an aggregate: each variant's means and intervals over seeds, verdicts, provenance."
+    m = doc['meta']
+    lines = [f"{doc['dataset']}, backbone {doc['backbone']}, preset {doc['preset']!r} ({doc['epochs']} epochs each), "
+             f"mean ± 95 % interval over seeds {doc['seeds']}; test split:"]
+    lines += [f"  {n:8s} top-1 {_pm(v['dynamic_acc_pct'])} % at {_pm(v['mmacs'])} MMACs/img, final exit "
+              f"{_pm(v['final_exit_acc_pct'])} %" for n, v in doc['variants'].items()]
+    lines += ['  ' + s for s in describe_seed_targets(doc)]
+    lines.append(f"  (from {Path(path).name}: `{m['command']}`, commit {m['git_commit']}; the seeds' comparisons took "
+                 f"{doc['wall_s'] / 60:.0f} min wall-clock in all)")
+    return '\n'.join(lines)
+
+# %% ../nbs/11_results.ipynb #79f23f29
+def plot_seeds(agg:dict, # as `aggregate_seeds` returns it
+               names=None, # variants to draw (default: all)
+               ax=None, # a matplotlib axis (default: a new figure)
+              ):
+    "Mean test accuracy vs executed MMACs/img over seeds: curves with their 95 % band, single points with error bars."
+    if ax is None: _, ax = plt.subplots(figsize=(7, 4.5))
+    for i, n in enumerate(names or list(agg['variants'])):
+        cv, c = agg['variants'][n]['curve'], f'C{i % 10}'
+        g, m = np.array(cv['mmacs']), np.array(cv.get('mean_acc_pct', []))
+        h = np.zeros_like(m) if cv.get('half_pp') is None else np.array(cv['half_pp'])
+        if len(g) > 1:
+            ax.plot(g, m, '-', c=c, label=n)
+            ax.fill_between(g, m - h, m + h, color=c, alpha=.2)
+        elif len(g): ax.errorbar(g, m, yerr=h, fmt='s', c=c, ms=7, capsize=3, label=n)
+    ax.set(xlabel='mean executed MMACs per image (test)', ylabel='top-1 accuracy (%, test)',
+           title=f"preset {agg['preset']!r}, {agg['epochs']} epochs: mean and 95 % interval over seeds {agg['seeds']}")
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=7)
+    return ax
+
+# %% ../nbs/11_results.ipynb #8560a1be
+def seeds_stem(agg:dict)->str:
+    "The aggregate's file stem: its comparison's stem (preset and overrides, not the seed) + '_seeds'."
+    return run_stem(agg['preset'], **agg['overrides']) + '_seeds'
+
+def write_seeds(agg:dict, # as `aggregate_seeds` returns it
+                out_dir:str|Path, # where <stem>_seeds.json, .md and _acc_macs.png go
+                **meta, # provenance besides the command, commit and machine that `save_results` records
+               )->Path:
+    "The aggregate's results file, its markdown table with the verdicts, and its plot."
+    out_dir, stem = Path(out_dir), seeds_stem(agg)
+    path = save_results(out_dir/f'{stem}.json', agg, preset=agg['preset'], seeds=agg['seeds'], **meta)
+    head = (f"Written by `{load_results(path)['meta']['command']}`; test split; mean ± half-width of the 95 % "
+            f"Student-t interval over seeds {agg['seeds']}.\n\n")
+    said = '\n'.join(f'- {s}' for s in describe_seed_targets(agg))
+    (out_dir/f'{stem}.md').write_text(head + seeds_table(agg) + '\n\n' + said + '\n')
+    ax = plot_seeds(agg)
+    ax.figure.savefig(out_dir/f'{stem}_acc_macs.png', dpi=120, bbox_inches='tight')
+    plt.close(ax.figure)
+    return path
+
+def aggregate_files(paths:list, # per-seed results files (`compare_<preset>[_...].json`), one or more per seed
+                    out_dir:str|Path='data/results', # where compare_<preset>[_...]_seeds.json, .md and .png go
+                    n_grid:int=25, # points of the common MACs grid
+                   )->dict:
+    "Aggregate per-seed results files already written (no training); write the aggregate, its table and its plot."
+    agg = aggregate_seeds([load_comparison(p) for p in paths], n_grid)
+    write_seeds(agg, out_dir, files=[str(p) for p in paths])
+    return agg
+
+# %% ../nbs/11_results.ipynb #3fd195e4
+def compare_seeds(seeds, # ints, or '0,1,2'
+                  preset:str='quick', data_dir:str='data', variants=None, # as in `compare`
+                  out_dir:str|Path='data/results', runs_dir:str|Path='runs', # as in `compare`
+                  jobs:int=1, threads:int|None=None, latency:bool=True, progress:bool=True, # as in `compare`
+                  aggregate_only:bool=False, # read the per-seed files already in `out_dir`; train nothing
+                  **overrides, # RunConfig overrides for every variant and seed alike (not `seed`)
+                 )->dict:
+    "`compare` once per seed (each as `seed=` runs it: own runs folder and file, resumable), then their aggregate."
+    seeds = parse_seeds(seeds)
+    if overrides.pop('seed', None) is not None: raise ValueError("give one seed or several seeds, not both")
+    if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {tuple(PRESETS)}")
+    own, paths = PRESETS[preset].get('seed', RunConfig.seed), []   # no validation: the data need not be here
+    for s in seeds:
+        kw = overrides | dict(seed=None if s == own else s)   # the preset's own seed: the plain compare_<preset>.json
+        paths.append(Path(out_dir)/f'{run_stem(preset, **kw)}.json')
+        if aggregate_only:
+            if not paths[-1].exists():
+                raise FileNotFoundError(f"no results for seed {s}: {paths[-1]} (run without --aggregate-only to train)")
+            continue
+        if progress: print(f"seed {s}: {paths[-1].name}", flush=True)
+        compare(preset, data_dir, variants, out_dir, runs_dir, jobs, threads, latency, progress, **kw)
+    return aggregate_files(paths, out_dir)
+
+# %% ../nbs/11_results.ipynb #885d0ade
+def _cli_jobs(jobs:int, names:list)->int:
+    "The command's `--jobs`: as given, or (0) 1 on a GPU, else min(cores, trained variants, 4)."
+    if jobs < 0: raise ValueError(f"jobs must be >= 0, got {jobs}")
+    if jobs: return jobs
+    n_trained = sum(n in VARIANTS for n in names)   # each process holds its own data and model (~2 GB on CIFAR-10)
+    return 1 if torch.cuda.is_available() else max(1, min(os.cpu_count() or 1, n_trained, 4))
+
+def _cli_seeds(seeds:str|None, files:str|None, aggregate_only:bool, out_dir:str, **kw):
+    "The command with `--seeds` or `--files`: train the seeds not yet trained (unless `aggregate_only`), aggregate."
+    if files is not None:
+        if not aggregate_only: raise ValueError("--files are read, not trained: add --aggregate-only")
+        if seeds is not None: raise ValueError("give --seeds or --files, not both")
+        agg = aggregate_files([f.strip() for f in files.split(',') if f.strip()], out_dir)
+    elif seeds is None: raise ValueError("--aggregate-only needs --seeds (their files in --out-dir) or --files")
+    else: agg = compare_seeds(seeds, out_dir=out_dir, aggregate_only=aggregate_only, **kw)
+    print(f"\n{Path(out_dir)/(seeds_stem(agg) + '.md')}:\n" + seeds_table(agg))
+    print('\n' + '\n'.join(describe_seed_targets(agg)))
+
 # %% ../nbs/11_results.ipynb #b9939d5c
 @call_parse
-def compare_cli(preset:str='quick', # smoke (seconds, synthetic), quick (CIFAR-10, minutes a variant), paper (seed 003)
+def compare_cli(preset:str='fast', # fast (airbench's recipe, 15 min a variant), smoke, quick (ResNet-20), paper (seed 003)
                 data_dir:str='data', # folder holding the dataset
                 variants:str='default', # 'default' (DEFAULT_VARIANTS), 'all', or a comma-separated list of variants
                 out_dir:str='data/results', # where compare_<preset>.json, .md and _acc_macs.png are written
@@ -480,15 +829,18 @@ def compare_cli(preset:str='quick', # smoke (seconds, synthetic), quick (CIFAR-1
                 jobs:int=0, # training processes at once (0: 1 on a GPU, else min(cores, variants, 4))
                 epochs:int=None, # override the preset's epochs (every variant; results in compare_<preset>_epochs<N>.*)
                 seed:int=None, # override the seed (every variant; results in compare_<preset>_seed<N>.*)
+                seeds:str=None, # several seeds, e.g. 0,1,2: one comparison each, then compare_<preset>_seeds.* (means)
+                aggregate_only:store_true=False, # with --seeds: aggregate their files in --out-dir; train nothing
+                files:str=None, # with --aggregate-only: comma-separated per-seed results files to aggregate instead
                 no_latency:store_true=False, # skip the latency timings
                ):
     "Train and evaluate the baselines and ablations on the same backbone, data and budget; write results, table, plots."
     try:
         names = resolve_variants(None if variants == 'default' else variants)
-        if jobs < 0: raise ValueError(f"jobs must be >= 0, got {jobs}")
-        if jobs == 0:   # each process holds its own copy of the data and model (about 2 GB on CIFAR-10): at most 4
-            n_trained = sum(n in VARIANTS for n in names)
-            jobs = 1 if torch.cuda.is_available() else max(1, min(os.cpu_count() or 1, n_trained, 4))
+        jobs = _cli_jobs(jobs, names)
+        if seeds is not None or files is not None or aggregate_only:
+            return _cli_seeds(seeds, files, aggregate_only, out_dir, preset=preset, data_dir=data_dir, variants=names,
+                              runs_dir=runs_dir, jobs=jobs, latency=not no_latency, epochs=epochs, seed=seed)
         doc = compare(preset, data_dir, names, out_dir, runs_dir, jobs=jobs, latency=not no_latency,
                       epochs=epochs, seed=seed)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
