@@ -148,12 +148,12 @@ def top1(out:Tensor, # (B, n_classes) logits
 # %% ../nbs/08_training.ipynb #1eca38d5
 def param_groups(params, # iterable of parameters
                  weight_decay:float, # decay for weight matrices and kernels
-                 lr_scales:dict|None=None, # id(parameter) -> learning-rate multiplier (default 1)
+                 scales:dict|None=None, # id(parameter) -> learning-rate multiplier (default 1)
                 )->list[dict]: # optimiser parameter groups, each with its `lr_scale`
     "Group `params` by (decayed?, lr multiplier): kernels (ndim > 1) decay, BatchNorm and biases do not."
-    groups, lr_scales = {}, lr_scales or {}
+    groups, scales = {}, scales or {}
     for p in params:
-        if p.requires_grad: groups.setdefault((p.ndim > 1, lr_scales.get(id(p), 1.0)), []).append(p)
+        if p.requires_grad: groups.setdefault((p.ndim > 1, scales.get(id(p), 1.0)), []).append(p)
     return [dict(params=ps, weight_decay=weight_decay if decay else 0.0, lr_scale=s) for (decay, s), ps in groups.items()]
 
 def lr_scales(model:nn.Module, cfg:Config)->dict:
