@@ -23,6 +23,11 @@ __all__ = ['PRESETS', 'RunConfig', 'make_config', 'build_model', 'build_criterio
            'ema_weights', 'quick_eval', 'run_training', 'load_trained', 'train_cli', 'evaluate_cli']
 
 # %% ../nbs/08a_experiment.ipynb #c43708f4
+def _fractions_ok(w, n:int)->bool:
+    "Is `w` one width fraction in (0, 1], or a list of `n` of them (experts of different cost)?"
+    ok = lambda f: isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1
+    return ok(w) or (isinstance(w, (list, tuple)) and len(w) == n and all(map(ok, w)))
+
 @dataclass
 class RunConfig(Config):
     "One training run: the loop (`Config`) + model, data and loss. Saved in every checkpoint."
@@ -35,7 +40,7 @@ class RunConfig(Config):
     max_train: int = 0            # use only this many training images (0: all); for smoke tests
     n_experts: int = 4            # E experts per stage
     k: int = 1                    # experts run per image: top-1 of 4 half-width experts = half a dense body
-    expert_width: float = 0.5     # expert width as a fraction of the stage width
+    expert_width: float|tuple = 0.5 # expert width as a fraction of the stage width, or one per expert (width that adapts)
     policy: str = 'route_or_exit' # exit policy (chapter 05): route_or_exit, confidence, budget_gater, jei
     route: str = 'topk'           # gate kind: 'topk', 'noisy', 'gumbel' (chapter 03)
     exit_hidden: int = 0          # channels of a conv in each exit head (0: pool + linear, cheapest)
@@ -63,7 +68,8 @@ class RunConfig(Config):
             (self.policy in POLICIES, f"unknown policy {self.policy!r}; choose one of {POLICIES}"),
             (isinstance(n, int) and n >= 1, f"n_experts must be an int >= 1, got {n!r}"),
             (isinstance(k, int) and 1 <= k <= n, f"k={k!r} must lie in [1, n_experts={n}]"),
-            (0 < self.expert_width <= 1, f"expert_width must be in (0, 1], got {self.expert_width!r}"),
+            (_fractions_ok(self.expert_width, n),
+             f"expert_width must be a fraction in (0, 1] or {n} of them (one per expert), got {self.expert_width!r}"),
             (self.lam >= 0, f"lam (lambda) must be >= 0, got {self.lam!r}"),
             (self.T > 0, f"T must be > 0, got {self.T!r}"),
             (self.kd >= 0 and self.w_balance >= 0, "kd and w_balance must be >= 0"),
