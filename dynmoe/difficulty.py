@@ -19,8 +19,8 @@ from .models import DynNet
 
 # %% auto #0
 __all__ = ['KIND_NAMES', 'spearman', 'association', 'final_difficulty', 'earliness', 'corruption_name', 'difficulty_report',
-           'summarise_difficulty', 'plot_exit_vs_severity', 'plot_severity_experts', 'plot_class_experts',
-           'plot_exit_extremes']
+           'summarise_difficulty', 'plot_exit_vs_severity', 'plot_macs_vs_difficulty', 'plot_severity_experts',
+           'plot_class_experts', 'plot_exit_extremes']
 
 # %% ../nbs/10_difficulty.ipynb #7899158b
 def _scipy_stats():
@@ -126,7 +126,9 @@ def _run_condition(model, xc:Tensor, ys:Tensor, # the network; one version (n, C
     usage, reached = expert_usage(d.experts, o.n_experts)
     row = dict(acc_pct=top1_pct(d.logits, ys), mean_exit_number=(d.exit + 1).double().mean().item(),
                exit_pct=100 * torch.bincount(d.exit, minlength=o.K).double() / len(ys),
-               mean_mmacs=d.macs.double().mean().item() / 1e6, final_loss_mean=loss.mean().item(),
+               mean_mmacs=d.macs.double().mean().item() / 1e6,
+               mean_expert_mmacs=run['expert_macs'].nan_to_num(0).sum(1).mean().item() / 1e6,   # 0 where not reached
+               final_loss_mean=loss.mean().item(),
                stage_reached_count=reached, expert_usage_frac=usage if has_moe else None)
     return run, row
 
@@ -175,6 +177,22 @@ def _clean_stats(c:dict, # the clean run of `_run_condition`
     cls_exit = [(d0.exit[ys == k] + 1).double().mean() for k in range(n_classes)]
     return cor, assoc, class_expert, cls_exit
 
+def _loss_bins(c:dict, # the clean run of `_run_condition`
+               ys:Tensor, # (n,) labels
+               n_bins:int=10, # equal-count bins of final-exit loss (deciles)
+              )->list[dict]: # one row per bin, easiest first
+    "Clean images binned by final-exit loss: each bin's MMACs per image (all, and the experts' part), exit, accuracy."
+    d, loss = c['d'], c['loss']
+    em = c['expert_macs'].nan_to_num(0).sum(1)              # (n,) MACs of the experts each image ran (0: no MoE)
+    right = d.logits.argmax(1) == ys
+    rows = []
+    for b, js in enumerate(loss.argsort().tensor_split(min(n_bins, len(ys)))):
+        rows.append(dict(bin=b, n=len(js), loss_lo=loss[js].min().item(), loss_hi=loss[js].max().item(),
+                         mean_mmacs=d.macs[js].double().mean().item() / 1e6, mean_expert_mmacs=em[js].mean().item() / 1e6,
+                         mean_exit_number=(d.exit[js] + 1).double().mean().item(),
+                         acc_pct=100 * right[js].double().mean().item()))
+    return rows
+
 def _extremes(c:dict, idx:Tensor, ys:Tensor, n_extremes:int)->dict:
     "The earliest- and latest-leaving clean images: index in the given test set, label, exit number."
     d0 = c['d']
@@ -221,7 +239,7 @@ def difficulty_report(model:DynNet,
                           image_idx=idx, conditions=conditions,
                           correlations=[r for cs, _ in by_kind for r in cs] + cor,
                           associations=[r for _, a in by_kind for r in a] + assoc,
-                          class_expert_frac=class_expert, class_mean_exit_number=cls_exit,
+                          class_expert_frac=class_expert, class_mean_exit_number=cls_exit, loss_bins=_loss_bins(c, ys),
                           extremes=_extremes(c, idx, ys, n_extremes) if K > 1 else None))
 
 # %% ../nbs/10_difficulty.ipynb #7cecbb80
@@ -274,6 +292,34 @@ def plot_exit_vs_severity(report:dict, # a `difficulty_report`
         ax.set(xlabel='corruption severity (0 = clean)', xticks=report['severities'])
         ax.legend(fontsize=8)
     axs[0].figure.suptitle(f"{report['n_images']} test images per severity", fontsize=10)
+    axs[0].figure.tight_layout()
+    return axs
+
+# %% ../nbs/10_difficulty.ipynb #74a7de0e
+def plot_macs_vs_difficulty(report:dict, # a `difficulty_report`
+                            axs=None, # two matplotlib axes (default: a new row)
+                           ):
+    "Mean MMACs per image (all, and the experts' part) against corruption severity and against final-loss decile."
+    import matplotlib.pyplot as plt
+    if axs is None: _, axs = plt.subplots(1, 2, figsize=(11, 3.4))
+    clean = report['conditions'][0]
+    for kind in report['kinds']:
+        cs = [clean] + [c for c in report['conditions'] if c['kind'] == kind]
+        sv = [c['severity'] for c in cs]
+        line, = axs[0].plot(sv, [c['mean_mmacs'] for c in cs], 'o-', label=f'{kind}: whole path')
+        axs[0].plot(sv, [c['mean_expert_mmacs'] for c in cs], 's--', c=line.get_color(), label=f'{kind}: experts')
+    axs[0].set(xlabel='corruption severity (0 = clean)', ylabel='mean MMACs per image', xticks=report['severities'])
+    axs[0].legend(fontsize=8)
+    b = report['loss_bins']
+    x, ex = [r['bin'] + 1 for r in b], [r['mean_expert_mmacs'] for r in b]
+    axs[1].bar(x, [r['mean_mmacs'] - e for r, e in zip(b, ex)], color='0.7', label='stem, trunks, exits, gates')
+    axs[1].bar(x, ex, bottom=[r['mean_mmacs'] - e for r, e in zip(b, ex)], color='C2', label='experts')
+    axs[1].set(xlabel='final-exit loss decile, clean images (1 = easiest)', ylabel='mean MMACs per image', xticks=x)
+    axs[1].legend(fontsize=8, loc='lower right')
+    acc = axs[1].twinx()
+    acc.plot(x, [r['acc_pct'] for r in b], 'k.-')
+    acc.set(ylabel='top-1 at the exit taken (%), black', ylim=(0, 101))
+    axs[0].figure.suptitle(f"MACs spent against difficulty, {report['n_images']} test images", fontsize=10)
     axs[0].figure.tight_layout()
     return axs
 
