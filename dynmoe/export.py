@@ -22,15 +22,17 @@ from .experiment import ema_weights
 from .gating import Gate
 from .models import DynNet, PathSpec, global_pool, fold_bn
 from .moe import MoEConv
-from .policy import RouteOrExit, default_thresholds
+from .policy import RouteOrExit, ExitThenRoute, default_thresholds
+from .exits import CONF_FEATURES
 from .train import load_checkpoint, CKPT_FORMAT
 
 # %% auto #0
 __all__ = ['MANIFEST_FORMAT', 'UNIT_WEIGHT', 'STAGES_FORMAT', 'require_onnxruntime', 'ort_session', 'is_trained', 'load_weights',
-           'check_exportable', 'route', 'ExpertPath', 'GateSeg', 'ExitSeg', 'PolicySeg', 'StaticWhole', 'FusedFirst',
-           'FusedStage', 'FusedHead', 'segments', 'manifest', 'export_onnx', 'graph_cost', 'path_cost', 'fused_path',
-           'OrtOut', 'OrtNet', 'table_for', 'check_against_torch', 'weight_is_one', 'StemGraph', 'identity_conv',
-           'StageGraph', 'stage_graphs', 'export_stages', 'StageNet', 'TorchStages']
+           'check_exportable', 'route', 'ExpertPath', 'GateSeg', 'ExitSeg', 'PolicySeg', 'LeanPolicySeg',
+           'decision_seg', 'StaticWhole', 'FusedFirst', 'FusedStage', 'FusedHead', 'segments', 'manifest',
+           'export_onnx', 'graph_cost', 'path_cost', 'fused_path', 'OrtOut', 'OrtNet', 'table_for',
+           'check_against_torch', 'weight_is_one', 'StemGraph', 'identity_conv', 'StageGraph', 'stage_graphs',
+           'export_stages', 'StageNet', 'TorchStages']
 
 # %% ../nbs/12_export.ipynb #2cbb356e
 def require_onnxruntime():
@@ -152,6 +154,32 @@ class PolicySeg(nn.Module):
         g = p.gate.proj(u)                                            # (1, E) expert logits
         p_exit = p.exit_prob(p.actions(u, g))                         # (1,) P(exit), as the policy's forward
         return (p_exit, *route(g, p.gate))
+
+# %% ../nbs/12_export.ipynb #8282b236
+class LeanPolicySeg(nn.Module):
+    "`PolicySeg` of an exit-then-route policy in few operators: its normalisation and both linear maps in one matrix."
+    def __init__(self, policy:ExitThenRoute):
+        super().__init__()
+        n, C = policy.norm, policy.exit.in_features - len(CONF_FEATURES)
+        inv = (n.running_var + n.eps).rsqrt()                                  # (C + 3,) 1 / sigma of each input
+        W = torch.cat([policy.exit.weight, policy.gate.proj.weight]) * inv      # (E + 1, C + 3) on [f; maxprob; H; margin]
+        b = torch.cat([policy.exit.bias, policy.gate.proj.bias]) - W @ n.running_mean
+        A = torch.tensor([[1., 0., 0.], [0., 0., -1.], [1., -1., 0.]])          # [maxprob, H, margin] = A [p1, p2, sum p log p]
+        self.lin = nn.Linear(C + 3, len(b))
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.cat([W[:, :C], W[:, C:] @ A], 1))
+            self.lin.bias.copy_(b)
+        self.gate = policy.gate
+
+    def forward(self, f, z):
+        logp = z.log_softmax(1)
+        p = logp.exp()
+        a = self.lin(torch.cat([f, p.topk(2, 1).values, (p * logp).sum(1, keepdim=True)], 1))   # (1, E + 1)
+        return (torch.sigmoid(a[:, 0]), *route(a[:, 1:], self.gate))
+
+def decision_seg(policy:nn.Module)->nn.Module:
+    "The exported form of a stage's policy: `LeanPolicySeg` for exit-then-route, else `PolicySeg`."
+    return LeanPolicySeg(policy) if isinstance(policy, ExitThenRoute) else PolicySeg(policy)
 
 # %% ../nbs/12_export.ipynb #e5eaa458
 class StaticWhole(nn.Module):
@@ -625,7 +653,7 @@ class StageGraph(nn.Module):
         self.trunk, self.expert = m.trunks[s], ExpertPath(m.bodies[s], e)
         self.final = m.final if last else None
         self.head = ExitSeg(m.exits[s]) if m.has_exits and not last else None
-        self.policy = PolicySeg(m.policies[s]) if self.head is not None and decide else None
+        self.policy = decision_seg(m.policies[s]) if self.head is not None and decide else None
         routes = m.has_moe and not last and decide
         self.gate = GateSeg(m.gates[s + 1]) if routes and not m.routes_by_policy else None
         route = ((['w_next'] if self.weighted else []) + ['idx_next']) if routes else []
