@@ -55,9 +55,18 @@ def parse(argv=None):
     p.add_argument('--n-cal', type=int, default=1000, help='calibration images the thresholds are fitted on')
     p.add_argument('--eager', action='store_true', help='also time the frozen TorchScript stages against the static net')
     p.add_argument('--quick', action='store_true', help='smoke test: 64 images, 2 rounds')
+    p.add_argument('--static-ckpt', default=None, help='a trained static network (last.pt); with --dynmoe-ckpt')
+    p.add_argument('--dynmoe-ckpt', default=None,
+                   help='a trained DynMoE (last.pt): time the trained pair, exit thresholds matched on validation')
+    p.add_argument('--match-drop', type=float, default=0.5,
+                   help="with trained networks whose DynMoE cannot reach the static network's validation accuracy: "
+                        "match its own full-path validation accuracy minus this many points instead")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default=None, help='results file (default data/results/runtime/stages_<backbone>.json)')
     a = p.parse_args(argv)
+    if (a.static_ckpt is None) != (a.dynmoe_ckpt is None): p.error('give both --static-ckpt and --dynmoe-ckpt, or neither')
+    if a.dynmoe_ckpt and a.data_dir is None: p.error('trained networks need real images: give --data-dir')
+    if a.dynmoe_ckpt and a.unit_weight: p.error('--unit-weight changes the gates: it is for random networks, not trained ones')
     if a.quick: a.n_check, a.n_timed, a.rounds, a.n_cal = 64, 64, 2, 128
     return a
 
@@ -78,6 +87,39 @@ def exit_mix(arg:str)->tuple:
     from dynmoe.core import load_results
     h = np.array(load_results(arg)['results']['matched']['test_exit_hist'], dtype=float)
     return tuple((h / h.sum()).round(4).tolist())
+
+def load_pair(a)->tuple:
+    "The trained static network and DynMoE, checked to share a backbone; the DynMoE's run config."
+    from dynmoe.experiment import load_trained
+    (static, cs), (dyn, cd) = load_trained(a.static_ckpt), load_trained(a.dynmoe_ckpt)
+    if (static.kind, dyn.kind) != ('static', 'dynmoe'):
+        raise SystemExit(f"bench_stage_graphs: error: need a static and a dynmoe checkpoint, got {static.kind} and {dyn.kind}")
+    if cs.backbone != cd.backbone:
+        raise SystemExit(f"bench_stage_graphs: error: backbones differ ({cs.backbone} and {cd.backbone})")
+    return static.float().eval(), dyn.float().eval(), cd
+
+def matched_thresholds(a, static, dyn, cfg)->dict:
+    """Exit thresholds fitted on the training run's validation split (fp32, as the runtimes compute): the cheapest in
+    MACs whose accuracy reaches the static network's there; where DynMoE's full path cannot, its own full-path
+    accuracy minus `--match-drop` points, and the record says so."""
+    from dynmoe.data import get_dataset
+    from dynmoe.evaluation import collect, normaliser
+    from dynmoe.latency import choose_thresholds
+    ds = get_dataset(cfg.dataset, a.data_dir, val_size=cfg.val_size, seed=cfg.seed, download=False)
+    norm = normaliser(ds.mean, ds.std)
+    acc = lambda o, k: 100 * (o.logits[:, k].argmax(1) == o.y).double().mean().item()
+    os_, od = (collect(m, *ds.valid, normalise=norm, amp=False, progress=False) for m in (static, dyn))
+    static_acc, full_acc = acc(os_, -1), acc(od, -1)
+    reachable = full_acc >= static_acc
+    target = static_acc if reachable else full_acc - a.match_drop
+    ch = choose_thresholds(od.scores, od.logits.argmax(2) == od.y[:, None], od.path_macs.double().numpy(), target / 100)
+    return dict(thresholds=ch['thresholds'], valid_images=len(od), static_valid_acc_pct=static_acc,
+                dynmoe_full_path_valid_acc_pct=full_acc, static_reachable=reachable,
+                target_valid_acc_pct=target, reached_valid_acc_pct=100 * ch['acc'], valid_mmacs=ch['cost'] / 1e6,
+                valid_exit_hist=ch['exit_hist'],
+                rule=("the static network's validation accuracy" if reachable else
+                      f"unreachable: DynMoE's full path is {static_acc - full_acc:.2f} pp below the static network on "
+                      f"validation, so its own full-path accuracy minus {a.match_drop} pp"))
 
 def build(a)->tuple:
     "The static network and DynMoE on the same backbone: random BN statistics (marked trained) and gates."
@@ -207,10 +249,17 @@ def main():
     from dynmoe.export import StaticWhole, TorchStages, _frozen, _fold, weight_is_one
     import onnxruntime
     load0, t_start = os.getloadavg(), time.time()
-    static, dyn = build(a)
-    xc, xt, src = load_images(a)
-    mix = exit_mix(a.exit_mix)
-    with torch.no_grad(): thr = fit_thresholds(dyn(xc).exit_scores.float(), mix)
+    matched = None
+    if a.dynmoe_ckpt:
+        static, dyn, cfg = load_pair(a)
+        xc, xt, src = load_images(a)
+        matched = matched_thresholds(a, static, dyn, cfg)
+        thr, mix = torch.tensor(matched['thresholds'], dtype=torch.float32), None
+    else:
+        static, dyn = build(a)
+        xc, xt, src = load_images(a)
+        mix = exit_mix(a.exit_mix)
+        with torch.no_grad(): thr = fit_thresholds(dyn(xc).exit_scores.float(), mix)
     folder = tempfile.mkdtemp(prefix='bench_stages_')
     from pathlib import Path
     folder = Path(folder)
@@ -239,6 +288,7 @@ def main():
     res = dict(backbone=rts['stages'].meta['backbone'], widths=[b.channels for b in dyn.bodies],
                expert_widths=[b.widths for b in dyn.bodies], weighted=rts['stages'].meta['weighted'],
                unit_weight=a.unit_weight, weight_is_one=weight_is_one(dyn), images=src, exit_mix_target=mix,
+               trained=dict(static=a.static_ckpt, dynmoe=a.dynmoe_ckpt, matched=matched) if matched else None,
                thresholds=thr.tolist(), exit_hist=torch.bincount(o.exit, minlength=dyn.K).tolist(),
                n_paths=len(set(routes)), static_mmacs=static_macs / 1e6, dynmoe_mmacs=dyn_macs / 1e6,
                mac_saving=mac_saving, runtimes=rows, decision=decision, checks=chk, targets=TARGETS,
