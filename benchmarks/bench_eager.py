@@ -52,11 +52,19 @@ def parse(argv=None):
     p.add_argument('--contiguous', action='store_true', help='NCHW tensors (default: channels-last)')
     p.add_argument('--no-grad', action='store_true', help='torch.no_grad only (default: also torch.inference_mode)')
     p.add_argument('--quick', action='store_true', help='a smoke test: 2 rounds of 2 calls, 8 images at batch 1')
+    p.add_argument('--expert-width', type=float, default=None,
+                   help="experts' width as a fraction of the stage width (default DynNet's 0.5; the fast preset: 0.25)")
+    p.add_argument('--static-ckpt', default=None, help='a trained static network (last.pt); with --dynmoe-ckpt')
+    p.add_argument('--dynmoe-ckpt', default=None, help='a trained DynMoE (last.pt): time the trained pair, exit '
+                   'thresholds matched on validation as bench_stage_graphs.py matches them')
+    p.add_argument('--match-drop', type=float, default=0.5, help='as in bench_stage_graphs.py')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='data/results/bench_eager.json')
     p.add_argument('--worker', default=None, help=argparse.SUPPRESS)       # internal: run one allocator setting
     p.add_argument('--worker-out', default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if (a.static_ckpt is None) != (a.dynmoe_ckpt is None): p.error('give both --static-ckpt and --dynmoe-ckpt, or neither')
+    if a.dynmoe_ckpt and a.data_dir is None: p.error('trained networks need real images: give --data-dir')
     if a.quick: a.rounds, a.calls, a.n1, a.n_cal = 2, 2, 8, 128
     return a
 
@@ -86,9 +94,14 @@ def build(a)->tuple:
     from dynmoe.core import set_seed
     set_seed(a.seed)   # the conv weights come from the global generator: the same networks in every worker
     fmt = torch.contiguous_format if a.contiguous else torch.channels_last
+    if a.dynmoe_ckpt:
+        from bench_stage_graphs import load_pair
+        static, dyn, _ = load_pair(a)
+        return static.to(memory_format=fmt), dyn.to(memory_format=fmt), fmt
     bb = widened(a.backbone, a.widen)
+    ew = {} if a.expert_width is None else dict(expert_width=a.expert_width)
     static = randomise(DynNet('static', bb), a.seed).to(memory_format=fmt)
-    dyn = randomise(DynNet('dynmoe', bb), a.seed + 1, zero_bias=False).to(memory_format=fmt)
+    dyn = randomise(DynNet('dynmoe', bb, **ew), a.seed + 1, zero_bias=False).to(memory_format=fmt)
     return static, dyn, fmt
 
 def alternate(fns:dict, # name: callable of the call index c (0 .. calls-1)
@@ -134,7 +147,13 @@ def worker(a):
     static, dyn, fmt = build(a)
     xc, x, src = load_images(a)
     xc, x = xc.contiguous(memory_format=fmt), x.contiguous(memory_format=fmt)
-    with torch.no_grad(): thr = fit_thresholds(dyn(xc).exit_scores.float(), EXIT_MIX)
+    if a.dynmoe_ckpt:
+        from bench_stage_graphs import load_pair, matched_thresholds
+        matched = matched_thresholds(a, *load_pair(a))
+        thr = torch.tensor(matched['thresholds'], dtype=torch.float32)
+    else:
+        matched = None
+        with torch.no_grad(): thr = fit_thresholds(dyn(xc).exit_scores.float(), EXIT_MIX)
     rows = []
     ctx = torch.no_grad if a.no_grad else torch.inference_mode
     for variant, fold in FOLDS.items():
@@ -144,7 +163,7 @@ def worker(a):
             print(f"  [{a.worker}] {variant:10s} batch {batch:3d} done", flush=True)
     env = {k: os.environ[k] for k in MALLOC_VARS if k in os.environ}
     with open(a.worker_out, 'w') as f:
-        json.dump(dict(allocator=a.worker, env=env, images=src, thresholds=thr.tolist(), rows=rows,
+        json.dump(dict(allocator=a.worker, env=env, images=src, thresholds=thr.tolist(), rows=rows, matched=matched,
                        widths=[b.channels for b in dyn.bodies], expert_widths=[b.widths for b in dyn.bodies]),
                   f, default=lambda o: o.tolist())
 
@@ -202,7 +221,10 @@ def main():
               f"  (target {r['target']}: {'met' if r['target_met'] else 'not met'})")
     w = next(iter(raws.values()))
     save_results(a.out, dict(rows=rows, backbone=a.backbone, widen=a.widen, stage_widths=w['widths'],
-                             expert_widths=w['expert_widths'], exit_mix_target=EXIT_MIX, thresholds=w['thresholds'],
+                             expert_widths=w['expert_widths'], thresholds=w['thresholds'],
+                             exit_mix_target=None if a.dynmoe_ckpt else EXIT_MIX,
+                             trained=dict(static=a.static_ckpt, dynmoe=a.dynmoe_ckpt, matched=w['matched'])
+                             if a.dynmoe_ckpt else None,
                              images=w['images'], precision='fp32', torch_threads=1,
                              memory_format='contiguous' if a.contiguous else 'channels_last',
                              grad_mode='no_grad' if a.no_grad else 'inference_mode',
