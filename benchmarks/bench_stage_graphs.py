@@ -15,6 +15,9 @@ thread, on consecutive test images:
   zero dispatch, the most a runtime could get;
 - `stages replay`, `stages bare`: the path each image took, replayed on the stage graphs with and without their
   gates and policies: their difference is what the decisions cost, measured inside the graphs.
+- `stages, plain decisions`, `stages replay, plain decisions`: the same with the decisions exported as the policy
+  computes them (`export_stages(lean=False)`), to measure what `LeanPolicySeg` saves (the exit-then-route rule only;
+  other rules export the same either way).
 - `eager static`, `eager stages` (`--eager`): the static network as one frozen TorchScript module, and
   `TorchStages` (the stage graphs as frozen TorchScript modules), one torch thread.
 
@@ -204,14 +207,15 @@ def onnx_runtimes(a, static, dyn, thr, folder)->tuple:
     export_onnx(dyn, folder/'dyn')
     export_stages(dyn, folder/'dyn', bare=True)
     export_stages(dyn, folder/'dyn_id', ident=True)
+    export_stages(dyn, folder/'dyn_plain', lean=False)   # decisions as the policy computes them (before LeanPolicySeg)
     rts = dict(segments=OrtNet(folder/'dyn'), fused=OrtNet(folder/'dyn', fused=True), stages=StageNet(folder/'dyn'),
-               bare=StageNet(folder/'dyn', bare=True), ident=StageNet(folder/'dyn_id'))
+               bare=StageNet(folder/'dyn', bare=True), ident=StageNet(folder/'dyn_id'), plain=StageNet(folder/'dyn_plain'))
     return rs, rts, time.time() - t0
 
 def checks(dyn, rts:dict, x, thr, eager)->dict:
     "Each dynamic runtime against `DynNet.infer` on `x`."
     from dynmoe.export import check_against_torch
-    out = {k: check_against_torch(dyn, rts[k], x, thr) for k in ('stages', 'ident', 'fused')}
+    out = {k: check_against_torch(dyn, rts[k], x, thr) for k in ('stages', 'ident', 'fused', 'plain')}
     if eager is not None: out['eager stages'] = check_against_torch(dyn, eager, x, thr)
     return out
 
@@ -232,7 +236,9 @@ def timed_fns(a, rs, rts, thr, xs, routes, ceiling, eager)->dict:
            'stages + identity conv': lambda j: rts['ident']._run(xs[j], thr_l),
            'fused (old)': lambda j: rts['fused']._one(xs[j], thr_l, None, None),
            'per-segment (old)': lambda j: rts['segments']._one(xs[j], thr_l, None, None), 'ceiling': ceil,
-           'stages replay': lambda j: st.replay(xs[j], *routes[j]), 'stages bare': lambda j: bare.replay(xs[j], *routes[j])}
+           'stages replay': lambda j: st.replay(xs[j], *routes[j]), 'stages bare': lambda j: bare.replay(xs[j], *routes[j]),
+           'stages, plain decisions': lambda j: rts['plain']._run(xs[j], thr_l),
+           'stages replay, plain decisions': lambda j: rts['plain'].replay(xs[j], *routes[j])}
     if eager is not None:
         ts, es = eager
         xt = [torch.from_numpy(x) for x in xs]
@@ -278,12 +284,16 @@ def main():
     t = alternate(fns, a.n_timed, a.rounds)
     static_macs, dyn_macs = static.full_macs(), o.macs.double().mean().item()
     mac_saving = 1 - dyn_macs / static_macs
-    onnx_names = ['stages', 'stages + identity conv', 'fused (old)', 'per-segment (old)', 'ceiling', 'stages replay', 'stages bare']
+    onnx_names = ['stages', 'stages + identity conv', 'fused (old)', 'per-segment (old)', 'ceiling', 'stages replay', 'stages bare',
+                  'stages, plain decisions', 'stages replay, plain decisions']
     rows = summarise(t, 'static', mac_saving, ['static'] + onnx_names)
     if a.eager: rows |= summarise(t, 'eager static', mac_saving, ['eager static', 'eager stages'])
     dec = t['stages replay'] - t['stages bare']                             # (rounds,) ms per image, paired
     decision = dict(ms=spread(dec), share=float(np.median(dec / t['stages'])),
                     share_iqr=np.percentile(dec / t['stages'], [25, 75]).tolist())
+    dec0 = t['stages replay, plain decisions'] - t['stages bare']          # the same, decisions as the policy computes them
+    decision['plain'] = dict(ms=spread(dec0), share=float(np.median(dec0 / t['stages, plain decisions'])),
+                             share_iqr=np.percentile(dec0 / t['stages, plain decisions'], [25, 75]).tolist())
     load1 = os.getloadavg()
     res = dict(backbone=rts['stages'].meta['backbone'], widths=[b.channels for b in dyn.bodies],
                expert_widths=[b.widths for b in dyn.bodies], weighted=rts['stages'].meta['weighted'],
@@ -305,7 +315,8 @@ def main():
               f"latency saving {r['latency_saving']:+.3f}  ratio {r['ratio']:+.3f}")
     print(f"MACs: static {static_macs / 1e6:.2f} MMACs, dynmoe {dyn_macs / 1e6:.2f} MMACs (saving {mac_saving:.3f}); "
           f"exits {res['exit_hist']}; decisions {decision['ms']['median_ms'] * 1e3:.1f} us = "
-          f"{100 * decision['share']:.2f} % of the stage runtime; checks "
+          f"{100 * decision['share']:.2f} % of the stage runtime (plain decisions: {decision['plain']['ms']['median_ms'] * 1e3:.1f} us "
+          f"= {100 * decision['plain']['share']:.2f} %); checks "
           + ', '.join(f"{k}: {c['disagree_not_near']} disagree, same MACs {c['same_macs']:.3f}" for k, c in chk.items()))
     print(f"wrote {out}; load average before {load0}, after {load1}")
 

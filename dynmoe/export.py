@@ -646,14 +646,14 @@ def identity_conv(trunk:nn.Module)->nn.Conv2d|None:
 # %% ../nbs/12_export.ipynb #9d85a9ae
 class StageGraph(nn.Module):
     "Stage `s` through expert `e`, then all up to the next decision: exit head and policy (or gate), or final head."
-    def __init__(self, m:DynNet, s:int, e:int, weighted:bool, decide:bool=True, ident:bool=False):
+    def __init__(self, m:DynNet, s:int, e:int, weighted:bool, decide:bool=True, ident:bool=False, lean:bool=True):
         super().__init__()
         last, self.weighted = s == m.S - 1, weighted and m.has_moe
         self.pre = identity_conv(m.trunks[s]) if ident else None   # None: the input goes straight in
         self.trunk, self.expert = m.trunks[s], ExpertPath(m.bodies[s], e)
         self.final = m.final if last else None
         self.head = ExitSeg(m.exits[s]) if m.has_exits and not last else None
-        self.policy = decision_seg(m.policies[s]) if self.head is not None and decide else None
+        self.policy = ((decision_seg if lean else PolicySeg)(m.policies[s])) if self.head is not None and decide else None
         routes = m.has_moe and not last and decide
         self.gate = GateSeg(m.gates[s + 1]) if routes and not m.routes_by_policy else None
         route = ((['w_next'] if self.weighted else []) + ['idx_next']) if routes else []
@@ -684,6 +684,7 @@ def stage_graphs(m:DynNet, # the network (eval mode)
                  weighted:bool, # graphs take and pass on the gate weight (False: it is exactly 1)
                  decide:bool=True, # with gates and policies (False: without, to time what they cost)
                  ident:bool=False, # an identity 1x1 conv where a graph's input feeds an identity shortcut
+                 lean:bool=True, # decisions as `decision_seg` gives them (False: `PolicySeg`, as the policy computes)
                 )->dict: # name: (module, example inputs)
     "The stage graphs in path order: `first` (stem and first gate), then `stage.{s}.{e}` for every stage and expert."
     x = torch.zeros(1, m.in_ch, m.img_size, m.img_size)
@@ -691,7 +692,7 @@ def stage_graphs(m:DynNet, # the network (eval mode)
     graphs, env = {'first': (first, (x,))}, dict(w=torch.ones(1, 1))
     env |= dict(zip(first.out_names, _outs(first(x))))
     for s in range(m.S):
-        gs = [StageGraph(m, s, e, weighted, decide, ident) for e in range(m.E)]
+        gs = [StageGraph(m, s, e, weighted, decide, ident, lean) for e in range(m.E)]
         args = tuple(env[n] for n in gs[0].in_names)
         graphs |= {f'stage.{s}.{e}': (g, args) for e, g in enumerate(gs)}
         env |= {n.removesuffix('_next'): v for n, v in zip(gs[0].out_names, _outs(gs[0](*args)))}
@@ -734,6 +735,7 @@ def export_stages(model:DynNet, # a trained DynNet (k = 1)
                   unit_weight:bool|None=None, # None: drop the gate-weight multiply iff it is exactly 1; True: insist
                   bare:bool=False, # also the graphs without gates and policies (`stages_bare/`), to time decisions
                   ident:bool=False, # an identity 1x1 conv at graph inputs that feed an identity shortcut (exact)
+                  lean:bool=True, # decisions in few operators (`decision_seg`); False: as the policy computes them
                   opset:int=20, mean:tuple|None=None, std:tuple|None=None, # as for `export_onnx`
                  )->Path:
     "Export `model` as one graph per (stage, expert) with its decisions inside, and stem + first gate, for `StageNet`."
@@ -743,9 +745,10 @@ def export_stages(model:DynNet, # a trained DynNet (k = 1)
     m0 = copy.deepcopy(model).float().cpu().eval()
     m, folded = _fold(m0)
     folder = Path(folder)
-    files = _export_graphs(stage_graphs(m, weighted, True, ident), folder, 'stages', opset)
+    files = _export_graphs(stage_graphs(m, weighted, True, ident, lean), folder, 'stages', opset)
     bare_files = _export_graphs(stage_graphs(m, weighted, False, ident), folder, 'stages_bare', opset) if bare else None
     meta = manifest(m0, files, weighted=weighted, bn_folded=folded, bare_files=bare_files, identity_conv=ident,
+                    lean_decisions=lean,
                     opset=opset, exporter='torchscript', mean=list(mean) if mean else None,
                     std=list(std) if std else None)
     (folder/'stages.json').write_text(json.dumps(meta | dict(format=STAGES_FORMAT), indent=1))
