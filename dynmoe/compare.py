@@ -423,8 +423,11 @@ def headline(path:str|Path, # a `compare_<preset>.json`, or an aggregate `compar
     lines += [_headline_row(n, doc['variants'][n]['eval']) for n in BASELINES if n in doc['variants']]
     if 'targets' in doc: lines += ['  ' + s for s in describe_targets(doc['targets'])]
     mach = m.get('machine', {})
-    lines.append(f"  (from {Path(path).name}: `{m['command']}`, commit {m['git_commit']}; {doc['wall_s'] / 60:.0f} min "
-                 f"wall-clock on {mach.get('cpu_count', '?')} CPU cores, torch {mach.get('torch', '?')})")
+    trained = sum((v.get('train') or {}).get('train_seconds') or 0 for v in doc['variants'].values())
+    lines.append(f"  (from {Path(path).name}: `{m['command']}`, commit {m['git_commit']}; this command "
+                 f"{doc['wall_s'] / 60:.0f} min wall-clock on {mach.get('cpu_count', '?')} CPU cores, torch "
+                 f"{mach.get('torch', '?')}; the networks' training runs, some reused from earlier commands, "
+                 f"{trained / 60:.0f} min in all)")
     return '\n'.join(lines)
 
 # %% ../nbs/11_results.ipynb #4fac74ae
