@@ -56,6 +56,7 @@ class RunConfig(Config):
     bn_momentum: float = 0.1      # every BatchNorm's running-average momentum (PyTorch: 0.1; airbench: 0.4)
     tta: bool = False             # also report flip test-time augmentation (each exit's logits over image + mirror: 2x MACs)
     whiten: bool = True           # set a whitening stem from the data (False: train its filters from a random init)
+    unit_gate: bool = False       # top-1 gate weight exactly 1, trained straight-through (chapter 03): export drops the multiply
 
     def validate(self)->RunConfig:
         "Check every field; one clear line per problem, raised before any data is read or any step taken."
@@ -71,6 +72,8 @@ class RunConfig(Config):
             (_fractions_ok(self.expert_width, n),
              f"expert_width must be a fraction in (0, 1] or {n} of them (one per expert), got {self.expert_width!r}"),
             (self.lam >= 0, f"lam (lambda) must be >= 0, got {self.lam!r}"),
+            (not self.unit_gate or (k == 1 and self.model in ('moe', 'dynmoe')),
+             f"unit_gate needs a routed model (moe, dynmoe) with k = 1, got {self.model!r} with k = {k!r}"),
             (self.T > 0, f"T must be > 0, got {self.T!r}"),
             (self.kd >= 0 and self.w_balance >= 0, "kd and w_balance must be >= 0"),
             (balance in ('switch', 'shazeer', 'none'),
@@ -117,7 +120,7 @@ def build_model(cfg:RunConfig, n_classes:int, img_size:int=32)->DynNet:
     "The `DynNet` a config describes."
     return DynNet(cfg.model, cfg.backbone, n_classes, n_experts=cfg.n_experts, k=cfg.k, expert_width=cfg.expert_width,
                   policy=cfg.policy, route=cfg.route, exit_hidden=cfg.exit_hidden or None, img_size=img_size,
-                  exit_grad=cfg.exit_grad, bn_momentum=cfg.bn_momentum)
+                  exit_grad=cfg.exit_grad, bn_momentum=cfg.bn_momentum).set_unit_gate_weight(cfg.unit_gate)
 
 # %% ../nbs/08a_experiment.ipynb #b7d2c4e5
 def build_criterion(cfg:RunConfig, model:DynNet)->DynLoss:

@@ -15,8 +15,8 @@ from fastcore.basics import patch
 from .moe import combine_matrix
 
 # %% auto #0
-__all__ = ['topk_gate', 'GateOut', 'noisy_topk_load', 'gumbel_topk_st', 'Gate', 'cv_squared', 'importance_loss', 'load_loss',
-           'switch_loss', 'z_loss']
+__all__ = ['topk_gate', 'GateOut', 'noisy_topk_load', 'gumbel_topk_st', 'Gate', 'set_unit_weight', 'cv_squared',
+           'importance_loss', 'load_loss', 'switch_loss', 'z_loss']
 
 # %% ../nbs/03_gating.ipynb #2cbfb8c2
 def _check_logits(logits:Tensor, name:str='logits'):
@@ -84,6 +84,7 @@ class Gate(nn.Module):
     "Ultra-light router: one linear layer from pooled (B, C) features to E logits, then a top-k rule."
     kinds = ('topk', 'noisy', 'gumbel')
     noise_eps = 1e-2  # floor on the noisy gate's noise scale: keeps the load estimate's division finite
+    unit = False      # top-1 weight exactly 1, its gradient p's (straight-through; `set_unit_weight`)
 
     def __init__(self,
                  in_features:int, # C, channels of the pooled features
@@ -144,7 +145,15 @@ def forward(self:Gate, x:Tensor, # (B, C) pooled features
             load = noisy_topk_load(clean, h, std, k)                     # (E,) Eqs. 9-10
         if self.kind == 'gumbel': h = clean / self.tau                   # eval: no noise, same temperature
         w, idx = topk_gate(h, k, self.renorm)
+        if self.unit: w = w - w.detach() + 1                           # value exactly 1, gradient that of p
         return GateOut(clean, h.softmax(1), w, idx, combine_matrix(w, idx, E), load)
+
+# %% ../nbs/03_gating.ipynb #a66cb566
+def set_unit_weight(gate:Gate, on:bool=True)->Gate:
+    "Make `gate`'s top-1 weight exactly 1 with p's gradient (straight-through); k = 1 only."
+    if on and gate.k != 1: raise ValueError(f"a unit gate weight needs k = 1 (one expert per image), got k = {gate.k}")
+    gate.unit = on
+    return gate
 
 # %% ../nbs/03_gating.ipynb #3b07a85d
 def cv_squared(x:Tensor, # (E,) per-expert totals

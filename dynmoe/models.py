@@ -15,7 +15,7 @@ from torch import Tensor
 from fastcore.basics import store_attr, patch
 from .core import count_macs, fmt_macs
 from .moe import MoEConv, bucket_size, pad_rows
-from .gating import Gate
+from .gating import Gate, set_unit_weight
 from .exits import ExitHead, check_thresholds
 from .policy import make_policy, Decision, POLICIES, ROUTING_POLICIES, RouteOrExit, ExitGater, default_thresholds
 
@@ -382,6 +382,16 @@ def classifier_parameters(self:DynNet)->list:
     "Everything else (theta): backbone, experts, exit heads, routers."
     phi = {id(p) for p in self.policy_parameters()}
     return [p for p in self.parameters() if id(p) not in phi]
+
+# %% ../nbs/06_models.ipynb #81bc07cc
+@patch
+def set_unit_gate_weight(self:DynNet, on:bool=True)->DynNet:
+    "Every router's top-1 weight exactly 1, with p's gradient (`set_unit_weight`); `unit_gate_weight` records it."
+    if on and not self.has_moe: raise ValueError(f"a {self.kind} network has no routers to set")
+    for g in self.modules():
+        if isinstance(g, Gate): set_unit_weight(g, on)
+    self.unit_gate_weight = on
+    return self
 
 # %% ../nbs/06_models.ipynb #90df25ef
 _chosen = attrgetter('weights', 'idx')   # a GateOut's chosen experts and their weights
