@@ -358,13 +358,17 @@ class OrtOut:
     forced:Tensor  # (B,) bool: left early because continuing would miss the deadline
 
 # %% ../nbs/12_export.ipynb #f669c154
+def _read_export(folder:Path, name:str, fmt:str, exporter:str)->dict:
+    "The manifest file `name` in `folder`, checked to be of format `fmt`; a clear error naming `exporter` if not."
+    if not (folder/name).exists(): raise FileNotFoundError(f"{folder/name} not found: export the model with {exporter} first")
+    meta = json.loads((folder/name).read_text())
+    if meta.get('format') != fmt:
+        raise ValueError(f"{folder} holds no {fmt} export (format {meta.get('format')!r}): export it again")
+    return meta
+
 def _read_manifest(folder:Path, fused:bool)->dict:
     "An export's manifest, or a clear error if `folder` holds none (of this format, or without fused graphs)."
-    if not (folder/'manifest.json').exists():
-        raise FileNotFoundError(f"{folder/'manifest.json'} not found: export the model with export_onnx first")
-    meta = json.loads((folder/'manifest.json').read_text())
-    if meta.get('format') != MANIFEST_FORMAT:
-        raise ValueError(f"{folder} holds no {MANIFEST_FORMAT} export (format {meta.get('format')!r}): export it again")
+    meta = _read_export(folder, 'manifest.json', MANIFEST_FORMAT, 'export_onnx')
     if fused and not meta['fused']:
         raise ValueError(f"{folder} was exported without fused graphs: export_onnx(..., fused=True)")
     return meta
@@ -759,11 +763,7 @@ _DTYPES = {'tensor(float)': np.float32, 'tensor(int64)': np.int64}
 
 def _read_stages(folder:Path, bare:bool)->dict:
     "A stage-graph export's manifest, or a clear error if `folder` holds none (or none with bare graphs)."
-    if not (folder/'stages.json').exists():
-        raise FileNotFoundError(f"{folder/'stages.json'} not found: export the model with export_stages first")
-    meta = json.loads((folder/'stages.json').read_text())
-    if meta.get('format') != STAGES_FORMAT:
-        raise ValueError(f"{folder} holds no {STAGES_FORMAT} export (format {meta.get('format')!r}): export it again")
+    meta = _read_export(folder, 'stages.json', STAGES_FORMAT, 'export_stages')
     if bare and not meta.get('bare_files'):
         raise ValueError(f"{folder} was exported without bare graphs: export_stages(..., bare=True)")
     return meta
