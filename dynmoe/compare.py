@@ -49,7 +49,7 @@ VARIANTS = {  # name -> (RunConfig overrides, one-line description)
     'dynmoe':              (dict(model='dynmoe'),
                             "DynMoE: experts + exits + the preset's route-or-exit rule (bi-level, KD, balance)"),
     'dynmoe_aw':           (dict(model='dynmoe', expert_width=(0.25, 0.25, 0.5, 0.5)),
-                            'DynMoE, width that adapts: two narrow experts (C/4) and two wide ones (C/2) per stage'),
+                            'DynMoE with experts of two widths: two narrow (C/4) and two wide (C/2) per stage'),
     'dynmoe_eq4':          (dict(model='dynmoe', policy='route_or_exit', exit_grad=1.0, exit_lr=1.0, outer_every=10),
                             "DynMoE with seed 003's Eq. 4 rule and training, reproduced (one softmax, exit + experts)"),
     'dynmoe_budget_gater': (dict(model='dynmoe', policy='budget_gater'),
