@@ -68,7 +68,8 @@ POSTHOC = {  # name -> (trained variant it re-reads, exit score, description)
                               "the exit-then-route network, max-softmax exit thresholds instead of its rule"),
 }
 ALL_VARIANTS = tuple(VARIANTS) + tuple(POSTHOC)
-EXTRA = ('dynmoe_aw', 'dynmoe_eq4', 'branchy_g25', 'branchy_g0', 'branchy_g25_h64', 'branchy_g0_h64', 'moe_e1', 'dynmoe_etr',
+EXTRA = ('dynmoe_aw', 'dynmoe_eq4', 'branchy_g25', 'branchy_g0', 'branchy_g25_h64', 'branchy_g0_h64', 'moe_e1',
+         'dynmoe_etr',
          'dynmoe_etr_confidence')   # this phase's studies: run by name, or with 'all'
 DEFAULT_VARIANTS = tuple(v for v in ALL_VARIANTS if v not in EXTRA)   # what `dynmoe-compare` runs unless told
 BASELINES = ('static', 'branchy', 'moe', 'dynmoe')

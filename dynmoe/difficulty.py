@@ -188,7 +188,8 @@ def _loss_bins(c:dict, # the clean run of `_run_condition`
     rows = []
     for b, js in enumerate(loss.argsort().tensor_split(min(n_bins, len(ys)))):
         rows.append(dict(bin=b, n=len(js), loss_lo=loss[js].min().item(), loss_hi=loss[js].max().item(),
-                         mean_mmacs=d.macs[js].double().mean().item() / 1e6, mean_expert_mmacs=em[js].mean().item() / 1e6,
+                         mean_mmacs=d.macs[js].double().mean().item() / 1e6,
+                         mean_expert_mmacs=em[js].mean().item() / 1e6,
                          mean_exit_number=(d.exit[js] + 1).double().mean().item(),
                          acc_pct=100 * right[js].double().mean().item()))
     return rows

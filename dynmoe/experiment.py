@@ -40,7 +40,7 @@ class RunConfig(Config):
     max_train: int = 0            # use only this many training images (0: all); for smoke tests
     n_experts: int = 4            # E experts per stage
     k: int = 1                    # experts run per image: top-1 of 4 half-width experts = half a dense body
-    expert_width: float|tuple = 0.5 # expert width as a fraction of the stage width, or one per expert (width that adapts)
+    expert_width: float|tuple = 0.5 # fraction of the stage width, or one per expert (experts of different cost)
     policy: str = 'route_or_exit' # exit policy (chapter 05): route_or_exit, confidence, budget_gater, jei
     route: str = 'topk'           # gate kind: 'topk', 'noisy', 'gumbel' (chapter 03)
     exit_hidden: int = 0          # channels of a conv in each exit head (0: pool + linear, cheapest)
@@ -56,7 +56,7 @@ class RunConfig(Config):
     bn_momentum: float = 0.1      # every BatchNorm's running-average momentum (PyTorch: 0.1; airbench: 0.4)
     tta: bool = False             # also report flip test-time augmentation (each exit's logits over image + mirror: 2x MACs)
     whiten: bool = True           # set a whitening stem from the data (False: train its filters from a random init)
-    unit_gate: bool = False       # top-1 gate weight exactly 1, trained straight-through (chapter 03): export drops the multiply
+    unit_gate: bool = False       # top-1 gate weight exactly 1, straight-through (chapter 03)
 
     def validate(self)->RunConfig:
         "Check every field; one clear line per problem, raised before any data is read or any step taken."

@@ -162,9 +162,9 @@ class LeanPolicySeg(nn.Module):
         super().__init__()
         n, C = policy.norm, policy.exit.in_features - len(CONF_FEATURES)
         inv = (n.running_var + n.eps).rsqrt()                                  # (C + 3,) 1 / sigma of each input
-        W = torch.cat([policy.exit.weight, policy.gate.proj.weight]) * inv      # (E + 1, C + 3) on [f; maxprob; H; margin]
+        W = torch.cat([policy.exit.weight, policy.gate.proj.weight]) * inv      # (E + 1, C + 3) on [f; conf. features]
         b = torch.cat([policy.exit.bias, policy.gate.proj.bias]) - W @ n.running_mean
-        A = torch.tensor([[1., 0., 0.], [0., 0., -1.], [1., -1., 0.]])          # [maxprob, H, margin] = A [p1, p2, sum p log p]
+        A = torch.tensor([[1., 0., 0.], [0., 0., -1.], [1., -1., 0.]])   # conf. features = A [p1, p2, sum p log p]
         self.lin = nn.Linear(C + 3, len(b))
         with torch.no_grad():
             self.lin.weight.copy_(torch.cat([W[:, :C], W[:, C:] @ A], 1))
@@ -360,7 +360,8 @@ class OrtOut:
 # %% ../nbs/12_export.ipynb #f669c154
 def _read_export(folder:Path, name:str, fmt:str, exporter:str)->dict:
     "The manifest file `name` in `folder`, checked to be of format `fmt`; a clear error naming `exporter` if not."
-    if not (folder/name).exists(): raise FileNotFoundError(f"{folder/name} not found: export the model with {exporter} first")
+    if not (folder/name).exists():
+        raise FileNotFoundError(f"{folder/name} not found: export the model with {exporter} first")
     meta = json.loads((folder/name).read_text())
     if meta.get('format') != fmt:
         raise ValueError(f"{folder} holds no {fmt} export (format {meta.get('format')!r}): export it again")
@@ -657,7 +658,8 @@ class StageGraph(nn.Module):
         self.trunk, self.expert = m.trunks[s], ExpertPath(m.bodies[s], e)
         self.final = m.final if last else None
         self.head = ExitSeg(m.exits[s]) if m.has_exits and not last else None
-        self.policy = ((decision_seg if lean else PolicySeg)(m.policies[s])) if self.head is not None and decide else None
+        seg = decision_seg if lean else PolicySeg
+        self.policy = seg(m.policies[s]) if self.head is not None and decide else None
         routes = m.has_moe and not last and decide
         self.gate = GateSeg(m.gates[s + 1]) if routes and not m.routes_by_policy else None
         route = ((['w_next'] if self.weighted else []) + ['idx_next']) if routes else []
