@@ -164,7 +164,8 @@ def worker(a):
     env = {k: os.environ[k] for k in MALLOC_VARS if k in os.environ}
     with open(a.worker_out, 'w') as f:
         json.dump(dict(allocator=a.worker, env=env, images=src, thresholds=thr.tolist(), rows=rows, matched=matched,
-                       widths=[b.channels for b in dyn.bodies], expert_widths=[b.widths for b in dyn.bodies]),
+                       widths=[b.channels for b in dyn.bodies], expert_widths=[b.widths for b in dyn.bodies],
+                       backbone=dyn.backbone),
                   f, default=lambda o: o.tolist())
 
 # ---------------------------------------------------------------------------------------------- parent: summary
@@ -220,7 +221,7 @@ def main():
               f"MAC saving {r['mac_saving']:.3f}  latency saving {r['latency_saving']:.3f}  ratio {r['ratio']:.3f}"
               f"  (target {r['target']}: {'met' if r['target_met'] else 'not met'})")
     w = next(iter(raws.values()))
-    save_results(a.out, dict(rows=rows, backbone=a.backbone, widen=a.widen, stage_widths=w['widths'],
+    save_results(a.out, dict(rows=rows, backbone=w['backbone'], widen=a.widen, stage_widths=w['widths'],
                              expert_widths=w['expert_widths'], thresholds=w['thresholds'],
                              exit_mix_target=None if a.dynmoe_ckpt else EXIT_MIX,
                              trained=dict(static=a.static_ckpt, dynmoe=a.dynmoe_ckpt, matched=w['matched'])

@@ -6,7 +6,7 @@ Docs: https://dynmoe.github.io/dynmoe/export.html.md"""
 
 # %% ../nbs/12_export.ipynb #65ab2a6a
 from __future__ import annotations
-import copy, json, logging, time, warnings
+import copy, json, logging, random, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -852,14 +852,14 @@ def _thr(rt, thresholds)->list:
     thr = thresholds if thresholds is not None else rt.meta['default_thresholds']
     return check_thresholds(thr, rt.K - 1, f"the {rt.meta['policy']!r} policy").tolist() if rt.has_exits else []
 
-def _infer(rt, x:np.ndarray, thr:list, wrap=lambda a: a)->OrtOut:
-    "Run `rt._run` on each image of `x` (passed through `wrap`): `OrtOut` with logits, exits, experts, MACs and ms."
-    B = len(x)
+def _infer(rt, x:np.ndarray, thr:list, wrap=lambda a: a, run=None)->OrtOut:
+    "Run `rt._run` (or `run`) on each image of `x` (through `wrap`): `OrtOut` with logits, exits, experts, MACs, ms."
+    B, run = len(x), run or rt._run
     logits, exit_, experts = np.empty((B, rt.n_classes), np.float32), np.empty(B, np.int64), np.full((B, rt.S, 1), -1)
     ms, macs, paths = np.empty(B), np.empty(B, np.int64), []
     for j in range(B):
         t0 = time.perf_counter()
-        k, ex, z = rt._run(wrap(x[j:j+1]), thr)
+        k, ex, z = run(wrap(x[j:j+1]), thr)
         logits[j] = z[0]
         ms[j] = (time.perf_counter() - t0) * 1e3
         exit_[j], experts[j, :, 0], macs[j] = k, ex, rt.path_macs(k, ex)
@@ -872,10 +872,73 @@ def _infer(rt, x:np.ndarray, thr:list, wrap=lambda a: a)->OrtOut:
 def infer(self:StageNet,
           x, # (B, C, H, W) normalised float images (tensor or array); run one at a time
           thresholds=None, # (K-1,) exit thresholds (default: the policy's); +inf never exits
+          deadline_ms:float|None=None, # per-image deadline (needs `stage_ms`): leave at an exit rather than miss it
+          stage_ms:dict|None=None, # {graph: ms}, e.g. `measure_stage_ms`'s table (for `deadline_ms`)
+          margin:float=1.0, # multiplies the table's prediction of the next stage graph
          )->OrtOut:
-    "Dynamic inference on the stage graphs at batch 1: `OrtNet.infer`'s results (without deadlines)."
+    "Dynamic inference on the stage graphs at batch 1: `OrtNet.infer`'s results, deadline-aware if given a deadline."
     if self.bare: raise ValueError("bare graphs hold no decisions: run them with replay(x, exit, experts)")
-    return _infer(self, self._check_images(x), _thr(self, thresholds))
+    x, thr = self._check_images(x), _thr(self, thresholds)
+    if deadline_ms is None: return _infer(self, x, thr)
+    next_ms, forced = self._next_ms(stage_ms, margin), []
+    def run(a, t):
+        k, ex, z, f = self._run_deadline(a, t, next_ms, deadline_ms)
+        forced.append(f)
+        return k, ex, z
+    out = _infer(self, x, thr, run=run)
+    out.forced = torch.tensor(forced)
+    return out
+
+# %% ../nbs/12_export.ipynb #64d97c87
+@patch
+def measure_stage_ms(self:StageNet,
+                     x=None, # one normalised image (1, C, H, W) (default: zeros; conv time does not depend on values)
+                     repeats:int=200, # timed rounds; each calls every graph once
+                     warmup:int=10, # untimed rounds first
+                     seed:int=0, # shuffles the order within rounds
+                    )->dict: # {graph: median ms}: 'first', 'stage.{s}.{e}'
+    "Median ms of every bound graph call, timed in interleaved rounds in random order: the latency table of deadlines."
+    np.copyto(self.x, self._check_images(x if x is not None else np.zeros_like(self.x))[:1])
+    calls = {'first': self._first} | {f'stage.{s}.{e}': c for s, cs in enumerate(self._calls) for e, c in enumerate(cs)}
+    for c in calls.values(): c()   # once in path order: every buffer then holds this image's features
+    rng, names, times = random.Random(seed), list(calls), {n: [] for n in calls}
+    for r in range(warmup + repeats):
+        rng.shuffle(names)
+        for n in names:
+            t0 = time.perf_counter()
+            calls[n]()
+            if r >= warmup: times[n].append((time.perf_counter() - t0) * 1e3)
+    return {n: float(np.median(t)) for n, t in times.items()}
+
+# %% ../nbs/12_export.ipynb #d45917dc
+@patch
+def _next_ms(self:StageNet, stage_ms:dict|None, margin:float)->list:
+    "`next_ms[s][e]`: `margin` times the table's ms of graph `stage.{s}.{e}`; a clear error if the table does not fit."
+    if stage_ms is None:
+        raise ValueError("deadline_ms needs a stage latency table (stage_ms=rt.measure_stage_ms(x)) to predict "
+                         "the next stage's cost")
+    missing = [n for n in self.sessions if n not in stage_ms]
+    if missing: raise ValueError(f"the stage latency table does not fit this network: no entry for {missing[:4]}")
+    return [[margin * stage_ms[f'stage.{s}.{e}'] for e in range(self.E)] for s in range(self.S)]
+
+@patch
+def _run_deadline(self:StageNet, x:np.ndarray, thr:list, next_ms:list, deadline_ms:float)->tuple:
+    "`_run`, leaving at an exit too when the time so far plus the next stage graph's `next_ms` passes the deadline."
+    t0 = time.perf_counter()
+    np.copyto(self.x, x)
+    self._first()
+    experts = [-1] * self.S
+    for s in range(self.S):
+        idx = self._idx[s]
+        e = experts[s] = int(idx[0, 0]) if idx is not None else 0
+        self._calls[s][e]()
+        score = self._score[s]
+        if score is None: continue
+        if score[0] >= thr[s]: return s, experts, self._z[s], False
+        nxt = self._idx[s + 1]   # the expert the next stage will run, written by this stage's graph
+        if (time.perf_counter() - t0) * 1e3 + next_ms[s + 1][int(nxt[0, 0]) if nxt is not None else 0] > deadline_ms:
+            return s, experts, self._z[s], True   # forced: continuing would miss the deadline
+    return self.K - 1, experts, self._z[-1], False
 
 # %% ../nbs/12_export.ipynb #b331cede
 def _frozen(g:nn.Module, args:tuple):
