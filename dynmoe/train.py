@@ -25,9 +25,10 @@ from .core import set_seed, default_device, autocast
 __all__ = ['SCHEDULES', 'CKPT_FORMAT', 'RESUME_FREE', 'Config', 'CECriterion', 'top1', 'param_groups', 'lr_scales', 'bn_biases',
            'make_optimizers', 'Lookahead', 'lr_at', 'TensorLoader', 'dist_env', 'resolve_device', 'init_distributed',
            'all_sum', 'rng_state', 'set_rng_state', 'TrainState', 'save_checkpoint', 'load_checkpoint', 'config_diff',
-           'restore', 'write_csv', 'read_csv', 'tb_writer', 'evaluate', 'to_device', 'n_batches', 'train_state', 'Run',
-           'loss_step', 'start_epoch', 'train_batch', 'outer_step', 'resume', 'resume_epoch', 'checkpoint', 'open_run',
-           'progress', 'after_batch', 'valid_metrics', 'log_epoch', 'end_epoch', 'close_run', 'fit']
+           'config_defaults', 'restore', 'write_csv', 'read_csv', 'tb_writer', 'evaluate', 'to_device', 'n_batches',
+           'train_state', 'Run', 'loss_step', 'start_epoch', 'train_batch', 'outer_step', 'resume', 'resume_epoch',
+           'checkpoint', 'open_run', 'progress', 'after_batch', 'valid_metrics', 'log_epoch', 'end_epoch', 'close_run',
+           'fit']
 
 # %% ../nbs/08_training.ipynb #7b0eb0cf
 SCHEDULES = ('cosine', 'onecycle', 'constant')
@@ -281,8 +282,8 @@ def all_sum(values:list[float], device:torch.device)->list[float]:
 
 # %% ../nbs/08_training.ipynb #483ef611
 CKPT_FORMAT = 'dynmoe.train/1'
-# the fields a resumed run may change
-RESUME_FREE = ('resume', 'quiet', 'log_every', 'ckpt_every', 'out_dir', 'device', 'tensorboard')
+# the fields a resumed run may change (data_dir: where the data lives on this machine; the batches per epoch are checked)
+RESUME_FREE = ('resume', 'quiet', 'log_every', 'ckpt_every', 'out_dir', 'device', 'tensorboard', 'data_dir')
 
 def rng_state(loader=None)->dict:
     "The state of every random number generator a training step may draw from."
@@ -353,14 +354,21 @@ def load_checkpoint(path:str|Path)->dict:
         raise ValueError(f"{path} is not a dynmoe.train checkpoint (format {CKPT_FORMAT!r})")
     return ckpt
 
-def config_diff(saved:dict, now:dict, ignore=RESUME_FREE)->list[str]:
+def config_diff(saved:dict, now:dict, ignore=RESUME_FREE,
+                defaults:dict|None=None, # a field `saved` lacks counts as this value (added to the config since)
+               )->list[str]:
     "The fields, other than `ignore`, in which two config dicts differ, as 'name: saved -> now'."
+    saved = (defaults or {}) | saved
     keys = [k for k in sorted(set(saved) | set(now)) if k not in ignore and saved.get(k) != now.get(k)]
     return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in keys]
 
+def config_defaults(cfg)->dict:
+    "The default of every field of `cfg`'s dataclass, as `to_dict` would write it."
+    return type(cfg)().to_dict()
+
 def restore(ckpt:dict, st:TrainState, cfg:Config, steps_per_epoch:int|None=None, path=''):
     "Load `ckpt` into `st` after checking it comes from the same experiment (config, model, data length)."
-    if diff := config_diff(ckpt['config'], cfg.to_dict()):
+    if diff := config_diff(ckpt['config'], cfg.to_dict(), defaults=config_defaults(cfg)):
         raise ValueError(f"checkpoint {path} was made with a different config ({'; '.join(diff)}); "
                          "use another out_dir or the same settings")
     if ckpt['mode'] != st.mode:
