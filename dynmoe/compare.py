@@ -51,7 +51,7 @@ VARIANTS = {  # name -> (RunConfig overrides, one-line description)
     'dynmoe_aw':           (dict(model='dynmoe', expert_width=(0.25, 0.25, 0.5, 0.5)),
                             'DynMoE with experts of two widths: two narrow (C/4) and two wide (C/2) per stage'),
     'dynmoe_unit':         (dict(model='dynmoe', unit_gate=True),
-                            'DynMoE whose top-1 gate weight is exactly 1 (straight-through): export drops the multiply'),
+                            'DynMoE, top-1 gate weight exactly 1 (straight-through): export drops the multiply'),
     'dynmoe_eq4':          (dict(model='dynmoe', policy='route_or_exit', exit_grad=1.0, exit_lr=1.0, outer_every=10),
                             "DynMoE with seed 003's Eq. 4 rule and training, reproduced (one softmax, exit + experts)"),
     'dynmoe_budget_gater': (dict(model='dynmoe', policy='budget_gater'),
@@ -70,7 +70,8 @@ POSTHOC = {  # name -> (trained variant it re-reads, exit score, description)
                               "the exit-then-route network, max-softmax exit thresholds instead of its rule"),
 }
 ALL_VARIANTS = tuple(VARIANTS) + tuple(POSTHOC)
-EXTRA = ('dynmoe_aw', 'dynmoe_unit', 'dynmoe_eq4', 'branchy_g25', 'branchy_g0', 'branchy_g25_h64', 'branchy_g0_h64', 'moe_e1',
+EXTRA = ('dynmoe_aw', 'dynmoe_unit', 'dynmoe_eq4',
+         'branchy_g25', 'branchy_g0', 'branchy_g25_h64', 'branchy_g0_h64', 'moe_e1',
          'dynmoe_etr',
          'dynmoe_etr_confidence')   # this phase's studies: run by name, or with 'all'
 DEFAULT_VARIANTS = tuple(v for v in ALL_VARIANTS if v not in EXTRA)   # what `dynmoe-compare` runs unless told

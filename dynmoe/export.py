@@ -818,7 +818,9 @@ def _bind(self:StageNet):
 
 # %% ../nbs/12_export.ipynb #cc63419b
 @patch
-def _run(self:StageNet, x:np.ndarray, thr:list)->tuple[int, list, np.ndarray]:
+def _run(self:StageNet, x:np.ndarray, thr:list,
+         leave=None, # leave(s) -> True: leave at exit `s` although its score is below the threshold (deadlines)
+        )->tuple[int, list, np.ndarray]:
     "One image (1, C, H, W) through the graphs: the exit it takes, the expert each stage ran (-1: not reached), logits."
     np.copyto(self.x, x)
     self._first()
@@ -828,7 +830,7 @@ def _run(self:StageNet, x:np.ndarray, thr:list)->tuple[int, list, np.ndarray]:
         e = experts[s] = int(idx[0, 0]) if idx is not None else 0
         self._calls[s][e]()
         score = self._score[s]
-        if score is not None and score[0] >= thr[s]: return s, experts, self._z[s]
+        if score is not None and (score[0] >= thr[s] or leave is not None and leave(s)): return s, experts, self._z[s]
     return self.K - 1, experts, self._z[-1]
 
 @patch
@@ -923,22 +925,15 @@ def _next_ms(self:StageNet, stage_ms:dict|None, margin:float)->list:
 
 @patch
 def _run_deadline(self:StageNet, x:np.ndarray, thr:list, next_ms:list, deadline_ms:float)->tuple:
-    "`_run`, leaving at an exit too when the time so far plus the next stage graph's `next_ms` passes the deadline."
-    t0 = time.perf_counter()
-    np.copyto(self.x, x)
-    self._first()
-    experts = [-1] * self.S
-    for s in range(self.S):
-        idx = self._idx[s]
-        e = experts[s] = int(idx[0, 0]) if idx is not None else 0
-        self._calls[s][e]()
-        score = self._score[s]
-        if score is None: continue
-        if score[0] >= thr[s]: return s, experts, self._z[s], False
+    "`_run`, also leaving at an exit when the time so far plus the next stage graph's `next_ms` passes the deadline."
+    t0, forced = time.perf_counter(), [False]
+    def late(s:int)->bool:   # asked only at an exit the threshold did not take
         nxt = self._idx[s + 1]   # the expert the next stage will run, written by this stage's graph
-        if (time.perf_counter() - t0) * 1e3 + next_ms[s + 1][int(nxt[0, 0]) if nxt is not None else 0] > deadline_ms:
-            return s, experts, self._z[s], True   # forced: continuing would miss the deadline
-    return self.K - 1, experts, self._z[-1], False
+        ahead = next_ms[s + 1][int(nxt[0, 0]) if nxt is not None else 0]
+        forced[0] = (time.perf_counter() - t0) * 1e3 + ahead > deadline_ms
+        return forced[0]
+    k, experts, z = self._run(x, thr, late)
+    return k, experts, z, forced[0]
 
 # %% ../nbs/12_export.ipynb #b331cede
 def _frozen(g:nn.Module, args:tuple):
