@@ -19,7 +19,7 @@ from .core import save_results, load_results, git_commit
 from .experiment import PRESETS, RunConfig, make_config, build_model, load_data, run_training, ema_weights
 from .evaluation import ExitOutputs, normaliser, evaluate_model, evaluate_outputs, _jsonable
 from .exits import confidence
-from .train import load_checkpoint
+from .train import load_checkpoint, config_diff, config_defaults, RESUME_FREE
 
 # %% auto #0
 __all__ = ['VARIANTS', 'POSTHOC', 'ALL_VARIANTS', 'EXTRA', 'DEFAULT_VARIANTS', 'BASELINES', 'ANCHORS', 'FINAL_GAPS',
@@ -90,8 +90,7 @@ def resolve_variants(variants=None)->list[str]:
     return [v for v in ALL_VARIANTS if v in want]
 
 # %% ../nbs/11_results.ipynb #b2f97535
-# config fields that do not change what is trained
-_FREE = ('quiet', 'resume', 'data_dir', 'out_dir', 'log_every', 'tensorboard', 'device')
+_FREE = RESUME_FREE   # config fields that do not change what is trained (chapter 08: a resumed run may change them)
 
 def run_stem(preset:str, # the preset's name
              **overrides, # RunConfig overrides; those that change what is trained name the folder too
@@ -117,9 +116,8 @@ def variant_config(name:str, # a trained variant (a key of `VARIANTS`)
 
 # %% ../nbs/11_results.ipynb #1bdee735
 def _same_run(saved:dict, cfg:RunConfig)->bool:
-    "Whether a saved config trains exactly what `cfg` trains (fields in `_FREE` aside)."
-    now = cfg.to_dict()
-    return {k: v for k, v in saved.items() if k not in _FREE} == {k: v for k, v in now.items() if k not in _FREE}
+    "Whether a saved config trains exactly what `cfg` trains: the check a resumed run makes (`config_diff`)."
+    return not config_diff(saved, cfg.to_dict(), defaults=config_defaults(cfg))
 
 def trained_summary(cfg:RunConfig)->dict|None:
     "The saved summary of a finished training run of exactly this config, or None."
