@@ -104,6 +104,7 @@ def route(logits:Tensor, # (1, E) router logits
     "`Gate.forward`'s eval-mode top-k rule with exportable operators."
     h = logits / gate.tau if gate.kind == 'gumbel' else logits
     top, idx = h.topk(gate.k, 1)
+    if gate.unit: return torch.ones_like(top), idx   # straight-through unit weight (chapter 03): exactly 1 here
     return (top.softmax(1) if gate.renorm else h.softmax(1).gather(1, idx)), idx
 
 # %% ../nbs/12_export.ipynb #c5f9dc9d
