@@ -32,7 +32,7 @@ __all__ = ['MANIFEST_FORMAT', 'UNIT_WEIGHT', 'STAGES_FORMAT', 'require_onnxrunti
            'decision_seg', 'StaticWhole', 'FusedFirst', 'FusedStage', 'FusedHead', 'segments', 'manifest',
            'export_onnx', 'graph_cost', 'path_cost', 'fused_path', 'OrtOut', 'OrtNet', 'table_for',
            'check_against_torch', 'weight_is_one', 'StemGraph', 'identity_conv', 'StageGraph', 'stage_graphs',
-           'export_stages', 'StageNet', 'TorchStages']
+           'export_stages', 'StageNet', 'time_calls', 'TorchStages']
 
 # %% ../nbs/12_export.ipynb #2cbb356e
 def require_onnxruntime():
@@ -893,6 +893,23 @@ def infer(self:StageNet,
     return out
 
 # %% ../nbs/12_export.ipynb #64d97c87
+def time_calls(calls:dict, # {name: a callable of no arguments}
+               repeats:int=200, # timed rounds; each calls every callable once
+               warmup:int=10, # untimed rounds first
+               seed:int=0, # shuffles the order within rounds
+              )->dict: # {name: [ms per timed round]}
+    "Time single calls of every callable in interleaved rounds, each round in a fresh random order."
+    rng, names, times = random.Random(seed), list(calls), {n: [] for n in calls}
+    for r in range(warmup + repeats):
+        rng.shuffle(names)
+        for n in names:
+            f = calls[n]
+            t0 = time.perf_counter()
+            f()
+            t = time.perf_counter() - t0
+            if r >= warmup: times[n].append(t * 1e3)
+    return times
+
 @patch
 def measure_stage_ms(self:StageNet,
                      x=None, # one normalised image (1, C, H, W) (default: zeros; conv time does not depend on values)
@@ -904,14 +921,7 @@ def measure_stage_ms(self:StageNet,
     np.copyto(self.x, self._check_images(x if x is not None else np.zeros_like(self.x))[:1])
     calls = {'first': self._first} | {f'stage.{s}.{e}': c for s, cs in enumerate(self._calls) for e, c in enumerate(cs)}
     for c in calls.values(): c()   # once in path order: every buffer then holds this image's features
-    rng, names, times = random.Random(seed), list(calls), {n: [] for n in calls}
-    for r in range(warmup + repeats):
-        rng.shuffle(names)
-        for n in names:
-            t0 = time.perf_counter()
-            calls[n]()
-            if r >= warmup: times[n].append((time.perf_counter() - t0) * 1e3)
-    return {n: float(np.median(t)) for n, t in times.items()}
+    return {n: float(np.median(t)) for n, t in time_calls(calls, repeats, warmup, seed).items()}
 
 # %% ../nbs/12_export.ipynb #d45917dc
 @patch

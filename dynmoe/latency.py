@@ -6,7 +6,8 @@ Docs: https://dynmoe.github.io/dynmoe/latency.html.md"""
 
 # %% ../nbs/12_latency.ipynb #3a228753
 from __future__ import annotations
-import os, random, time
+import os, time
+from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from torch import Tensor
 from .core import load_results
 from .data import sample_images, corrupt
 from .exits import first_exit
-from .export import OrtNet, OrtOut, require_onnxruntime, graph_cost, fused_path, table_for
+from .export import OrtNet, OrtOut, require_onnxruntime, graph_cost, fused_path, table_for, time_calls
 from .losses import exit_costs
 from .models import DynNet, PathSpec
 
@@ -31,17 +32,8 @@ def time_graphs(rt:OrtNet, # the runtime whose sessions to time
                 warmup:int=10, # untimed rounds first
                 seed:int=0, # shuffles the order within rounds
                )->dict: # {graph: [ms per timed round]}
-    "Time single calls of every graph in interleaved rounds, each round in a fresh random order."
-    rng, names, times = random.Random(seed), list(feeds), {n: [] for n in feeds}
-    for r in range(warmup + repeats):
-        rng.shuffle(names)
-        for n in names:
-            run, f = rt.sessions[n].run, feeds[n]
-            t0 = time.perf_counter()
-            run(None, f)
-            t = time.perf_counter() - t0
-            if r >= warmup: times[n].append(t * 1e3)
-    return times
+    "Time single calls of every graph in interleaved rounds, each round in a fresh random order (`time_calls`)."
+    return time_calls({n: partial(rt.sessions[n].run, None, f) for n, f in feeds.items()}, repeats, warmup, seed)
 
 # %% ../nbs/12_latency.ipynb #edadc3e1
 MODEL_KEYS = ('kind', 'backbone', 'S', 'K', 'E', 'k', 'has_moe', 'has_exits', 'routes_by_policy', 'policy')

@@ -282,7 +282,7 @@ def all_sum(values:list[float], device:torch.device)->list[float]:
 
 # %% ../nbs/08_training.ipynb #483ef611
 CKPT_FORMAT = 'dynmoe.train/1'
-# the fields a resumed run may change (data_dir: where the data lives on this machine; the batches per epoch are checked)
+# the fields a resumed run may change (data_dir: where the data lives here; batches per epoch are still checked)
 RESUME_FREE = ('resume', 'quiet', 'log_every', 'ckpt_every', 'out_dir', 'device', 'tensorboard', 'data_dir')
 
 def rng_state(loader=None)->dict:
