@@ -22,6 +22,8 @@ ABLATIONS = {   # name: RunConfig overrides that undo one ingredient of the fast
     'no_whiten':     dict(whiten=False),                    # the 2x2 stem trained from a random init
     'ls_0.1':        dict(label_smoothing=0.1),             # seed 003's label smoothing instead of airbench's 0.2
     'bn_mom_0.1':    dict(bn_momentum=0.1),                 # PyTorch's BatchNorm momentum
+    'muon_0.24':     dict(muon_lr=0.24),                    # Muon for the conv kernels, airbench94_muon's lr
+    'muon_0.12':     dict(muon_lr=0.12),                    # ... at half of it (twice its steps at batch 1024)
 }
 
 def main():
@@ -30,6 +32,8 @@ def main():
     p.add_argument('--ablation', default='full', choices=list(ABLATIONS))
     p.add_argument('--epochs', type=int, default=None, help="override the preset's epochs (the same for every run)")
     p.add_argument('--model', default='static')
+    p.add_argument('--val-size', type=int, default=None, help="override the preset's 5,000 held-out training images "
+                   "(0: train on all 50,000, as airbench does; the history then has no validation accuracy)")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, default=torch.get_num_threads())
     p.add_argument('--out', default=None, help='default data/results/recipe/<ablation>[_e<epochs>][_seed<s>].json')
@@ -44,17 +48,21 @@ def main():
         from dynmoe.compare import run_stem
         keep = dict(out_dir=str(Path(a.runs_dir)/run_stem('fast', epochs=a.epochs, seed=a.seed or None)/a.model),
                     resume=True)
+    if a.runs_dir and a.val_size is not None: p.error('--runs-dir trains the comparison run, which keeps its val_size')
     cfg = make_config('fast', model=a.model, data_dir=a.data_dir, epochs=a.epochs, seed=a.seed, quiet=True,
+                      val_size=a.val_size,
                       **ABLATIONS[a.ablation], **keep)
     t0 = time.time()
     res = run_training(cfg)
-    stem = a.ablation + (f'_e{a.epochs}' if a.epochs else '') + (f'_seed{a.seed}' if a.seed else '')
+    stem = a.ablation + (f'_e{a.epochs}' if a.epochs else '') + (f'_val{a.val_size}' if a.val_size is not None else '') \
+           + (f'_seed{a.seed}' if a.seed else '')
     out = a.out or f'data/results/recipe/{stem}.json'
     t = res['test']
     doc = dict(ablation=a.ablation, overrides=ABLATIONS[a.ablation], model=a.model, epochs=cfg.epochs,
                threads=a.threads, train_seconds=res['train_seconds'], wall_s=time.time() - t0,
                test_top1_pct=t['exit_acc_pct'][-1], test_top1_tta_pct=t.get('exit_acc_tta_pct', [None])[-1],
-               mmacs_per_img=t['full_path_mmacs_per_img'], config=res['config'], history=res['history'])
+               mmacs_per_img=t['full_path_mmacs_per_img'], train_images=res['n_train'], valid_images=res['n_valid'],
+               valid_top1_pct=100 * res['history'][-1]['valid_acc'] if res['n_valid'] else None, config=res['config'], history=res['history'])
     save_results(out, doc, preset='fast', seed=a.seed, data_dir=a.data_dir, loadavg=os.getloadavg())
     print(f"{a.ablation}: {doc['test_top1_pct']:.2f} % ({doc['test_top1_tta_pct']:.2f} % with flip TTA) in "
           f"{doc['train_seconds']:.0f} s of training, {a.threads} thread(s) -> {out}")

@@ -198,7 +198,8 @@ def run_training(cfg:RunConfig)->dict:
     st = fit(model, tdl, vdl, cfg, criterion=build_criterion(cfg, model), metric=final_top1)
     secs = time.time() - t0
     if st.ema is not None: model.load_state_dict(ema_weights(dict(ema=st.ema.state_dict())))
-    res = dict(config=cfg.to_dict(), train_seconds=secs, data=ds.source, test=quick_eval(model, ds.test, ds, tta=cfg.tta),
+    res = dict(config=cfg.to_dict(), train_seconds=secs, data=ds.source, n_train=len(ds.train), n_valid=len(ds.valid),
+               test=quick_eval(model, ds.test, ds, tta=cfg.tta),
                history=st.history)
     if cfg.out_dir: save_results(Path(cfg.out_dir)/'summary.json', res, preset=cfg.preset, seed=cfg.seed)
     return res

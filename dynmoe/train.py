@@ -22,13 +22,13 @@ from fastcore.basics import store_attr
 from .core import set_seed, default_device, autocast
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'CKPT_FORMAT', 'RESUME_FREE', 'Config', 'CECriterion', 'top1', 'param_groups', 'lr_scales', 'bn_biases',
-           'make_optimizers', 'Lookahead', 'lr_at', 'TensorLoader', 'dist_env', 'resolve_device', 'init_distributed',
-           'all_sum', 'rng_state', 'set_rng_state', 'TrainState', 'save_checkpoint', 'load_checkpoint', 'config_diff',
-           'config_defaults', 'restore', 'write_csv', 'read_csv', 'tb_writer', 'evaluate', 'to_device', 'n_batches',
-           'train_state', 'Run', 'loss_step', 'start_epoch', 'train_batch', 'outer_step', 'resume', 'resume_epoch',
-           'checkpoint', 'open_run', 'progress', 'after_batch', 'valid_metrics', 'log_epoch', 'end_epoch', 'close_run',
-           'fit']
+__all__ = ['SCHEDULES', 'CKPT_FORMAT', 'RESUME_FREE', 'Config', 'CECriterion', 'top1', 'orthogonalise', 'MuonSGD', 'param_groups',
+           'lr_scales', 'bn_biases', 'make_optimizers', 'Lookahead', 'lr_at', 'TensorLoader', 'dist_env',
+           'resolve_device', 'init_distributed', 'all_sum', 'rng_state', 'set_rng_state', 'TrainState',
+           'save_checkpoint', 'load_checkpoint', 'config_diff', 'config_defaults', 'restore', 'write_csv', 'read_csv',
+           'tb_writer', 'evaluate', 'to_device', 'n_batches', 'train_state', 'Run', 'loss_step', 'start_epoch',
+           'train_batch', 'outer_step', 'resume', 'resume_epoch', 'checkpoint', 'open_run', 'progress', 'after_batch',
+           'valid_metrics', 'log_epoch', 'end_epoch', 'close_run', 'fit']
 
 # %% ../nbs/08_training.ipynb #7b0eb0cf
 SCHEDULES = ('cosine', 'onecycle', 'constant')
@@ -52,6 +52,8 @@ class Config:
     ema_decay: float = 0.9999     # seed 003 app. B: 0.9999 (horizon ~10k steps; ~0.999 under ~20k steps); 0 = off
     lookahead: int = 0            # airbench / hlb-CIFAR10: every N steps the weights move to their slow EMA (0 = off)
     bn_bias_lr: float = 1.0       # learning-rate multiplier of BatchNorm biases (airbench: 64)
+    muon_lr: float = 0.0          # > 0: conv kernels take Muon steps at this peak lr (airbench94_muon: 0.24); 0 = SGD
+    muon_momentum: float = 0.6    # Muon's Nesterov momentum for the kernels (airbench94_muon: 0.6)
     exit_lr: float = 1.0          # learning-rate multiplier of early-exit heads (a model's `exit_parameters()`)
     bilevel: bool = True          # seed 003 Eq. 10-12 if the model has policy_parameters(); else joint
     outer_every: int = 10         # seed 003 app. B: the policy is updated every 10 steps on CIFAR (100 on ImageNet)
@@ -104,6 +106,9 @@ class Config:
             (isinstance(self.lookahead, int) and self.lookahead >= 0,
              f"lookahead must be an int >= 0 (steps between syncs, 0 = off), got {self.lookahead!r}"),
             (_num(self.bn_bias_lr) and self.bn_bias_lr > 0, f"bn_bias_lr must be > 0, got {self.bn_bias_lr!r}"),
+            (_num(self.muon_lr) and self.muon_lr >= 0, f"muon_lr must be >= 0 (0 = SGD for all), got {self.muon_lr!r}"),
+            (_num(self.muon_momentum) and 0 <= self.muon_momentum < 1,
+             f"muon_momentum must be in [0, 1), got {self.muon_momentum!r}"),
             (_num(self.exit_lr) and self.exit_lr > 0, f"exit_lr must be > 0, got {self.exit_lr!r}"),
             (isinstance(self.outer_every, int) and self.outer_every >= 1,
              f"outer_every must be an int >= 1, got {self.outer_every!r}"),
@@ -146,16 +151,53 @@ def top1(out:Tensor, # (B, n_classes) logits
                         "pass metric= for models with other outputs")
     return int((out.argmax(1) == y).sum())
 
+# %% ../nbs/08_training.ipynb #a9cd2ae0
+def orthogonalise(G:Tensor, # a matrix (rows, cols)
+                  steps:int=5, eps:float=1e-7)->Tensor: # about U V^T of G's SVD, in G's dtype
+    "Muon's quintic Newton-Schulz iteration in bf16: the singular values of G are driven to about 1 (0.7 to 1.2)."
+    a, b, c = 3.4445, -4.7750, 2.0315   # the coefficients of Jordan et al.'s Muon (steepest slope at 0)
+    X = G.bfloat16()
+    wide = X.T if G.size(0) > G.size(1) else X   # iterate on the wide side: X X^T is the smaller Gram matrix
+    X = wide / (wide.norm() + eps)   # Frobenius norm >= spectral norm: every singular value now <= 1
+    for _ in range(steps):
+        A = X @ X.T
+        X = a * X + (b * A + c * A @ A) @ X
+    return (X.T if G.size(0) > G.size(1) else X).to(G.dtype)
+
+class MuonSGD(torch.optim.SGD):
+    "SGD; in param groups with `muon=True` each kernel's Nesterov momentum is orthogonalised as an (out, in*k*k) matrix."
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            if not g.get('muon'): continue
+            m = g['muon_momentum']
+            for p in g['params']:
+                if p.grad is None: continue
+                buf = self.state[p].setdefault('muon_buffer', torch.zeros_like(p))
+                buf.mul_(m).add_(p.grad)
+                update = p.grad.add(buf, alpha=m)   # Nesterov
+                if g.get('renorm', True): p.mul_(math.sqrt(p.size(0)) / p.norm().clamp_min(1e-12))
+                p.grad = orthogonalise(update.flatten(1)).view_as(p).to(p.grad.dtype)
+        return super().step(closure)
+
 # %% ../nbs/08_training.ipynb #1eca38d5
 def param_groups(params, # iterable of parameters
                  weight_decay:float, # decay for weight matrices and kernels
                  scales:dict|None=None, # id(parameter) -> learning-rate multiplier (default 1)
+                 muon:float=0.0, # > 0: conv kernels (ndim 4) go to Muon groups at `muon` times the SGD lr
+                 muon_momentum:float=0.6, # their momentum (see `MuonSGD`)
                 )->list[dict]: # optimiser parameter groups, each with its `lr_scale`
-    "Group `params` by (decayed?, lr multiplier): kernels (ndim > 1) decay, BatchNorm and biases do not."
+    "Group `params` by (kind, lr multiplier): kernels (ndim > 1) decay, BatchNorm and biases do not; Muon kernels apart."
     groups, scales = {}, scales or {}
     for p in params:
-        if p.requires_grad: groups.setdefault((p.ndim > 1, scales.get(id(p), 1.0)), []).append(p)
-    return [dict(params=ps, weight_decay=weight_decay if decay else 0.0, lr_scale=s) for (decay, s), ps in groups.items()]
+        if not p.requires_grad: continue
+        kind = 'muon' if muon and p.ndim == 4 else 'decay' if p.ndim > 1 else 'plain'
+        groups.setdefault((kind, scales.get(id(p), 1.0)), []).append(p)
+    def group(kind, s, ps):
+        if kind == 'muon': return dict(params=ps, weight_decay=0.0, lr_scale=s * muon, momentum=0.0, muon=True,
+                                       muon_momentum=muon_momentum)
+        return dict(params=ps, weight_decay=weight_decay if kind == 'decay' else 0.0, lr_scale=s)
+    return [group(kind, s, ps) for (kind, s), ps in groups.items()]
 
 def lr_scales(model:nn.Module, cfg:Config)->dict:
     "Parameters whose learning rate differs: BatchNorm biases (`bn_bias_lr`), early-exit heads (`exit_lr`)."
@@ -168,8 +210,8 @@ def bn_biases(model:nn.Module)->list:
 
 def make_optimizers(model:nn.Module, cfg:Config)->dict[str, torch.optim.Optimizer]:
     "`{'joint': SGD}` over every parameter, or `{'inner': SGD, 'outer': Adam}` (seed 003 Eq. 10-12) with a policy."
-    def sgd(ps): return torch.optim.SGD(param_groups(ps, cfg.weight_decay, lr_scales(model, cfg)),
-                                        lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    def sgd(ps): return MuonSGD(param_groups(ps, cfg.weight_decay, lr_scales(model, cfg), cfg.muon_lr / cfg.lr,
+                                             cfg.muon_momentum), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     has_policy = cfg.bilevel and hasattr(model, 'policy_parameters')
     policy = [p for p in model.policy_parameters() if p.requires_grad] if has_policy else []
     if not policy: return {'joint': sgd(model.parameters())}
@@ -432,7 +474,8 @@ def evaluate(model:nn.Module, dl, # model and an iterable of (x, y) batches
         n += len(y)
     model.train(was_training)
     loss_sum, correct, n = all_sum([loss_sum, correct, n], device)
-    return dict(loss=loss_sum / max(n, 1), acc=correct / max(n, 1), n=int(n))
+    if not n: return dict(loss=float('nan'), acc=float('nan'), n=0)   # no held-out images (val_size=0): no number
+    return dict(loss=loss_sum / n, acc=correct / n, n=int(n))
 
 def to_device(x:Tensor, device:torch.device, channels_last:bool=True)->Tensor:
     "Move a batch to `device`, images (4-d floats) in channels-last layout."
