@@ -6,7 +6,7 @@ Docs: https://dynmoe.github.io/dynmoe/results.html.md"""
 
 # %% ../nbs/11_results.ipynb #477daf3c
 from __future__ import annotations
-import math, os, sys, time
+import ast, math, os, sys, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -29,7 +29,7 @@ __all__ = ['VARIANTS', 'POSTHOC', 'ALL_VARIANTS', 'EXTRA', 'DEFAULT_VARIANTS', '
            't_quantile', 'half_width', 'mean_ci', 'verdict', 'gap_stat', 'parse_seeds', 'seed_of', 'group_by_seed',
            'mean_curve', 'final_gaps', 'seed_targets', 'aggregate_seeds', 'seeds_table', 'describe_seed_targets',
            'headline_seeds', 'plot_seeds', 'seeds_stem', 'write_seeds', 'aggregate_files', 'compare_seeds',
-           'compare_cli']
+           'parse_overrides', 'compare_cli']
 
 # %% ../nbs/11_results.ipynb #d2a9f22d
 VARIANTS = {  # name -> (RunConfig overrides, one-line description)
@@ -815,6 +815,18 @@ def _cli_jobs(jobs:int, names:list)->int:
     n_trained = sum(n in VARIANTS for n in names)   # each process holds its own data and model (~2 GB on CIFAR-10)
     return 1 if torch.cuda.is_available() else max(1, min(os.cpu_count() or 1, n_trained, 4))
 
+def parse_overrides(s:str|None)->dict:
+    "`'muon_lr=0.24,lookahead=0'` -> `{'muon_lr': 0.24, 'lookahead': 0}`: values read as Python literals, else strings."
+    out = {}
+    for kv in (s or '').split(','):
+        if not kv.strip(): continue
+        if '=' not in kv: raise ValueError(f"--overrides takes key=value pairs separated by commas, got {kv.strip()!r}")
+        k, v = (t.strip() for t in kv.split('=', 1))
+        if k in ('epochs', 'seed', 'seeds'): raise ValueError(f"give {k} with --{k}, not in --overrides")
+        try: out[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError): out[k] = v
+    return out
+
 def _cli_seeds(seeds:str|None, files:str|None, aggregate_only:bool, out_dir:str, **kw):
     "The command with `--seeds` or `--files`: train the seeds not yet trained (unless `aggregate_only`), aggregate."
     if files is not None:
@@ -840,18 +852,19 @@ def compare_cli(preset:str='fast', # fast (airbench's recipe, 15 min a variant),
                 aggregate_only:store_true=False, # with --seeds: aggregate their files in --out-dir; train nothing
                 files:str=None, # with --aggregate-only: comma-separated per-seed results files to aggregate instead
                 no_latency:store_true=False, # skip the latency timings
+                overrides:str=None, # more RunConfig overrides for every variant, e.g. muon_lr=0.24 (in the file names)
                ):
     "Train and evaluate the baselines and ablations on the same backbone, data and budget; write results, table, plots."
     try:
         names = resolve_variants(None if variants == 'default' else variants)
-        jobs = _cli_jobs(jobs, names)
+        jobs, more = _cli_jobs(jobs, names), parse_overrides(overrides)
         if seeds is not None or files is not None or aggregate_only:
             return _cli_seeds(seeds, files, aggregate_only, out_dir, preset=preset, data_dir=data_dir, variants=names,
-                              runs_dir=runs_dir, jobs=jobs, latency=not no_latency, epochs=epochs, seed=seed)
+                              runs_dir=runs_dir, jobs=jobs, latency=not no_latency, epochs=epochs, seed=seed, **more)
         doc = compare(preset, data_dir, names, out_dir, runs_dir, jobs=jobs, latency=not no_latency,
-                      epochs=epochs, seed=seed)
+                      epochs=epochs, seed=seed, **more)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"dynmoe-compare: error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(f"\n{Path(out_dir)/(run_stem(preset, epochs=epochs, seed=seed) + '.md')}:\n" + results_table(doc))
+    print(f"\n{Path(out_dir)/(run_stem(preset, epochs=epochs, seed=seed, **more) + '.md')}:\n" + results_table(doc))
     if 'targets' in doc: print('\n' + '\n'.join(describe_targets(doc['targets'])))

@@ -151,7 +151,7 @@ def top1(out:Tensor, # (B, n_classes) logits
                         "pass metric= for models with other outputs")
     return int((out.argmax(1) == y).sum())
 
-# %% ../nbs/08_training.ipynb #a9cd2ae0
+# %% ../nbs/08_training.ipynb #635ce4c8
 def orthogonalise(G:Tensor, # a matrix (rows, cols)
                   steps:int=5, eps:float=1e-7)->Tensor: # about U V^T of G's SVD, in G's dtype
     "Muon's quintic Newton-Schulz iteration in bf16: the singular values of G are driven to about 1 (0.7 to 1.2)."
