@@ -54,15 +54,16 @@ def main():
                       **ABLATIONS[a.ablation], **keep)
     t0 = time.time()
     res = run_training(cfg)
-    stem = a.ablation + (f'_e{a.epochs}' if a.epochs else '') + (f'_val{a.val_size}' if a.val_size is not None else '') \
-           + (f'_seed{a.seed}' if a.seed else '')
+    stem = (a.ablation + (f'_e{a.epochs}' if a.epochs else '') + (f'_val{a.val_size}' if a.val_size is not None else '')
+            + (f'_seed{a.seed}' if a.seed else ''))
     out = a.out or f'data/results/recipe/{stem}.json'
     t = res['test']
     doc = dict(ablation=a.ablation, overrides=ABLATIONS[a.ablation], model=a.model, epochs=cfg.epochs,
                threads=a.threads, train_seconds=res['train_seconds'], wall_s=time.time() - t0,
                test_top1_pct=t['exit_acc_pct'][-1], test_top1_tta_pct=t.get('exit_acc_tta_pct', [None])[-1],
                mmacs_per_img=t['full_path_mmacs_per_img'], train_images=res['n_train'], valid_images=res['n_valid'],
-               valid_top1_pct=100 * res['history'][-1]['valid_acc'] if res['n_valid'] else None, config=res['config'], history=res['history'])
+               valid_top1_pct=100 * res['history'][-1]['valid_acc'] if res['n_valid'] else None,
+               config=res['config'], history=res['history'])
     save_results(out, doc, preset='fast', seed=a.seed, data_dir=a.data_dir, loadavg=os.getloadavg())
     print(f"{a.ablation}: {doc['test_top1_pct']:.2f} % ({doc['test_top1_tta_pct']:.2f} % with flip TTA) in "
           f"{doc['train_seconds']:.0f} s of training, {a.threads} thread(s) -> {out}")

@@ -165,7 +165,7 @@ def orthogonalise(G:Tensor, # a matrix (rows, cols)
     return (X.T if G.size(0) > G.size(1) else X).to(G.dtype)
 
 class MuonSGD(torch.optim.SGD):
-    "SGD; in param groups with `muon=True` each kernel's Nesterov momentum is orthogonalised as an (out, in*k*k) matrix."
+    "SGD; in groups with `muon=True` each kernel's Nesterov momentum is orthogonalised as an (out, in*k*k) matrix."
     @torch.no_grad()
     def step(self, closure=None):
         for g in self.param_groups:
@@ -187,7 +187,7 @@ def param_groups(params, # iterable of parameters
                  muon:float=0.0, # > 0: conv kernels (ndim 4) go to Muon groups at `muon` times the SGD lr
                  muon_momentum:float=0.6, # their momentum (see `MuonSGD`)
                 )->list[dict]: # optimiser parameter groups, each with its `lr_scale`
-    "Group `params` by (kind, lr multiplier): kernels (ndim > 1) decay, BatchNorm and biases do not; Muon kernels apart."
+    "Group `params` by (kind, lr multiplier): kernels (ndim > 1) decay, BatchNorm and biases do not; Muon's apart."
     groups, scales = {}, scales or {}
     for p in params:
         if not p.requires_grad: continue
@@ -210,8 +210,9 @@ def bn_biases(model:nn.Module)->list:
 
 def make_optimizers(model:nn.Module, cfg:Config)->dict[str, torch.optim.Optimizer]:
     "`{'joint': SGD}` over every parameter, or `{'inner': SGD, 'outer': Adam}` (seed 003 Eq. 10-12) with a policy."
-    def sgd(ps): return MuonSGD(param_groups(ps, cfg.weight_decay, lr_scales(model, cfg), cfg.muon_lr / cfg.lr,
-                                             cfg.muon_momentum), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    def sgd(ps):
+        groups = param_groups(ps, cfg.weight_decay, lr_scales(model, cfg), cfg.muon_lr / cfg.lr, cfg.muon_momentum)
+        return MuonSGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     has_policy = cfg.bilevel and hasattr(model, 'policy_parameters')
     policy = [p for p in model.policy_parameters() if p.requires_grad] if has_policy else []
     if not policy: return {'joint': sgd(model.parameters())}
