@@ -154,7 +154,7 @@ def top1(out:Tensor, # (B, n_classes) logits
 # %% ../nbs/08_training.ipynb #635ce4c8
 def orthogonalise(G:Tensor, # a matrix (rows, cols)
                   steps:int=5, eps:float=1e-7)->Tensor: # about U V^T of G's SVD, in G's dtype
-    "Muon's quintic Newton-Schulz iteration in bf16: the singular values of G are driven to about 1 (0.7 to 1.2)."
+    "Muon's quintic Newton-Schulz iteration in bf16: G's singular values driven to roughly 1 (0.6 to 1.25, not exactly)."
     a, b, c = 3.4445, -4.7750, 2.0315   # the coefficients of Jordan et al.'s Muon (steepest slope at 0)
     X = G.bfloat16()
     wide = X.T if G.size(0) > G.size(1) else X   # iterate on the wide side: X X^T is the smaller Gram matrix
