@@ -24,6 +24,7 @@ ABLATIONS = {   # name: RunConfig overrides that undo one ingredient of the fast
     'bn_mom_0.1':    dict(bn_momentum=0.1),                 # PyTorch's BatchNorm momentum
     'muon_0.24':     dict(muon_lr=0.24),                    # Muon for the conv kernels, airbench94_muon's lr
     'muon_0.12':     dict(muon_lr=0.12),                    # ... at half of it (twice its steps at batch 1024)
+    'muon_0.36':     dict(muon_lr=0.36),                    # ... and at 1.5 times it
 }
 
 def main():
