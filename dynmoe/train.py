@@ -154,7 +154,7 @@ def top1(out:Tensor, # (B, n_classes) logits
 # %% ../nbs/08_training.ipynb #635ce4c8
 def orthogonalise(G:Tensor, # a matrix (rows, cols)
                   steps:int=5, eps:float=1e-7)->Tensor: # about U V^T of G's SVD, in G's dtype
-    "Muon's quintic Newton-Schulz iteration in bf16: G's singular values driven to roughly 1 (0.6 to 1.25, not exactly)."
+    "Muon's quintic Newton-Schulz iteration in bf16: G's singular values driven to roughly 1 (0.6 to 1.25)."
     a, b, c = 3.4445, -4.7750, 2.0315   # the coefficients of Jordan et al.'s Muon (steepest slope at 0)
     X = G.bfloat16()
     wide = X.T if G.size(0) > G.size(1) else X   # iterate on the wide side: X X^T is the smaller Gram matrix
@@ -168,6 +168,9 @@ class MuonSGD(torch.optim.SGD):
     "SGD; in groups with `muon=True` each kernel's Nesterov momentum is orthogonalised as an (out, in*k*k) matrix."
     @torch.no_grad()
     def step(self, closure=None):
+        loss = None
+        if closure is not None:   # the gradients first: the Muon groups below replace them with their updates
+            with torch.enable_grad(): loss = closure()
         for g in self.param_groups:
             if not g.get('muon'): continue
             m = g['muon_momentum']
@@ -178,7 +181,8 @@ class MuonSGD(torch.optim.SGD):
                 update = p.grad.add(buf, alpha=m)   # Nesterov
                 if g.get('renorm', True): p.mul_(math.sqrt(p.size(0)) / p.norm().clamp_min(1e-12))
                 p.grad = orthogonalise(update.flatten(1)).view_as(p).to(p.grad.dtype)
-        return super().step(closure)
+        super().step()
+        return loss
 
 # %% ../nbs/08_training.ipynb #1eca38d5
 def param_groups(params, # iterable of parameters
