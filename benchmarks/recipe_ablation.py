@@ -25,6 +25,10 @@ ABLATIONS = {   # name: RunConfig overrides that undo one ingredient of the fast
     'muon_0.24':     dict(muon_lr=0.24),                    # Muon for the conv kernels, airbench94_muon's lr
     'muon_0.12':     dict(muon_lr=0.12),                    # ... at half of it (twice its steps at batch 1024)
     'muon_0.36':     dict(muon_lr=0.36),                    # ... and at 1.5 times it
+    # batch 512: twice the steps per epoch, no slower on a CPU; SGD lr halved (the same lr per image and decay per
+    # epoch as airbench's decoupled form), Muon's lr per step kept or cut
+    'bs512_muon_0.24': dict(batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.24),
+    'bs512_muon_0.17': dict(batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.17),
 }
 
 def main():
