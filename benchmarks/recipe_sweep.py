@@ -71,7 +71,8 @@ def main():
                              test_top1_pct=t['exit_acc_pct'][-1], test_top1_tta_pct=t.get('exit_acc_tta_pct', [None])[-1],
                              train_images=res['n_train'], valid_images=res['n_valid'], epochs=cfg.epochs))
             r = rows[-1]
-            print(f"{name:>16} seed {seed}: valid {r['valid_top1_pct']:.2f} %, test {r['test_top1_pct']:.2f} % "
+            valid = 'none' if r['valid_top1_pct'] is None else f"{r['valid_top1_pct']:.2f} %"
+            print(f"{name:>16} seed {seed}: valid {valid}, test {r['test_top1_pct']:.2f} % "
                   f"in {r['train_seconds']:.1f} s", flush=True)
             doc = dict(model=a.model, variants=variants, seeds=seeds, device=str(cfg.device), rows=rows,
                        valid_top1_pct=summarise(rows, 'valid_top1_pct'), test_top1_pct=summarise(rows, 'test_top1_pct'),
@@ -81,6 +82,7 @@ def main():
     print('\nvalidation top-1 (mean ± std over seeds), test top-1:')
     for name, s in doc['valid_top1_pct'].items():
         te = doc['test_top1_pct'][name]
-        print(f"{name:>16}: {s['mean']:.2f} ± {s['std'] or 0:.2f} % (n={s['n']}), test {te['mean']:.2f} %")
+        valid = 'none' if s['mean'] is None else f"{s['mean']:.2f} ± {s['std'] or 0:.2f} % (n={s['n']})"
+        print(f"{name:>16}: {valid}, test {te['mean']:.2f} ± {te['std'] or 0:.2f} % (n={te['n']})")
 
 if __name__ == '__main__': main()
