@@ -7,6 +7,7 @@ images, 5,000 held out), bf16 autocast, channels-last. Not part of the package: 
 
     python benchmarks/airbench_proto.py --epochs 8 --out data/results/recipe/proto_air_e8.json
     python benchmarks/airbench_proto.py --body bneck --act relu --epochs 8 --out data/results/recipe/proto_bneck_e8.json
+    python benchmarks/airbench_proto.py --epochs 7.5 --val 0 --muon 0.24 --out data/results/recipe/proto_air_muon_e7.5_val0.json
 """
 import torch, time, math, json, sys, argparse, torch.nn as nn, torch.nn.functional as F
 from dynmoe.data import get_dataset, augment_batch
@@ -18,6 +19,7 @@ p.add_argument('--val', type=int, default=5000); p.add_argument('--threads', typ
 p.add_argument('--seed', type=int, default=0); p.add_argument('--no_lookahead', action='store_true')
 p.add_argument('--no_whiten', action='store_true'); p.add_argument('--no_altflip', action='store_true')
 p.add_argument('--data-dir', default='data'); p.add_argument('--act', default='gelu'); p.add_argument('--body', default='air'); p.add_argument('--out', default='')
+p.add_argument('--muon', type=float, default=0.0, help='> 0: conv kernels take dynmoe.train.MuonSGD steps at this peak lr')
 a = p.parse_args()
 torch.set_num_threads(a.threads); torch.manual_seed(a.seed)
 ds = get_dataset('cifar10', a.data_dir, val_size=a.val, seed=0)
@@ -62,14 +64,17 @@ mom = 0.85; kscale = 1024 * (1 + 1/(1 - mom))
 lr = a.lr / kscale; wd = a.wd * a.bs / kscale
 bn_ids = {id(m.bias) for m in net.modules() if isinstance(m, nn.BatchNorm2d)}
 biases = [p_ for p_ in net.parameters() if id(p_) in bn_ids]
-others = [p_ for p_ in net.parameters() if p_.requires_grad and p_.ndim >= 2]
+others = [p_ for p_ in net.parameters() if p_.requires_grad and p_.ndim >= 2 and not (a.muon and p_.ndim == 4)]
+kernels = [p_ for p_ in net.parameters() if p_.requires_grad and p_.ndim == 4] if a.muon else []
 plain = [p_ for p_ in net.parameters() if p_.requires_grad and p_.ndim < 2 and id(p_) not in bn_ids and p_ is not whiten.bias]
 wb = [whiten.bias]
 groups = [dict(params=others, lr=lr, weight_decay=wd/lr), dict(params=biases, lr=lr*64, weight_decay=wd/(lr*64)),
-          dict(params=wb, lr=lr*64, weight_decay=wd/(lr*64)), dict(params=plain, lr=lr, weight_decay=0)]
+          dict(params=wb, lr=lr*64, weight_decay=wd/(lr*64)), dict(params=plain, lr=lr, weight_decay=0),
+          dict(params=kernels, lr=a.muon, weight_decay=0, momentum=0.0, muon=True, muon_momentum=0.6)]
 groups = [g_ for g_ in groups if g_['params']]
 for g in groups: g['base'] = g['lr']
-opt = torch.optim.SGD(groups, momentum=mom, nesterov=True)
+from dynmoe.train import MuonSGD   # plain SGD for every group not marked muon=True
+opt = MuonSGD(groups, momentum=mom, nesterov=True)
 def sched(step):
     w = int(0.23 * total)
     return 0.2 + 0.8 * step / w if step < w else 1 - (1 - 0.07) * (step - w) / (total - w)
