@@ -56,6 +56,7 @@ def main():
     from dynmoe.core import save_results
     try:
         variants, seeds = parse_variants(a.variants), [int(s) for s in a.seeds.split(',') if s.strip()]
+        if not seeds: raise ValueError("--seeds is empty")
         for v in variants.values():   # every variant validated before the first (long) run
             make_config('fast', model=a.model, data_dir=a.data_dir, epochs=a.epochs, device=a.device, **v)
     except ValueError as e: p.error(str(e))
