@@ -31,6 +31,9 @@ ABLATIONS = {   # name: RunConfig overrides that undo one ingredient of the fast
     'bs512_muon_0.17': dict(batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.17),
     'bs512_muon_0.12': dict(batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12),  # best of sweep_h100.json
     'bs512_muon_0.12_mm0.7': dict(batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12, muon_momentum=0.7),  # ..._b512
+    # airbench94's own shape (chapter 06's `air`: GELU, one full-width conv after each pool, no skip), same recipe
+    'air':           dict(backbone='air'),
+    'air_muon_0.24': dict(backbone='air', muon_lr=0.24),
 }
 
 def main():

@@ -21,7 +21,7 @@ from .exits import check_thresholds
 from .experiment import ema_weights
 from .gating import Gate
 from .models import DynNet, PathSpec, global_pool, fold_bn
-from .moe import MoEConv
+from .moe import MoEConv, activate
 from .policy import RouteOrExit, ExitThenRoute, default_thresholds
 from .exits import CONF_FEATURES
 from .train import load_checkpoint, CKPT_FORMAT
@@ -112,12 +112,12 @@ class ExpertPath(nn.Module):
     "Expert `e`'s path through all blocks of a stage body (`MoEConv`'s top-1 path), weighted by the gate weight `w`."
     def __init__(self, body:MoEConv, e:int):
         super().__init__()
-        self.branches, self.residual = nn.ModuleList(b[e] for b in body.blocks), body.residual
+        self.branches, self.residual, self.act = nn.ModuleList(b[e] for b in body.blocks), body.residual, body.act
 
     def forward(self, h:Tensor, w:Tensor|None=None)->Tensor:  # h (1, C, H, W), w (1, 1) or None (dense stage: weight 1)
         for f in self.branches:
             y = f(h) if w is None else w.view(-1, 1, 1, 1) * f(h)
-            h = F.relu(h + y) if self.residual else F.relu(y)
+            h = activate(h + y if self.residual else y, self.act)
         return h
 
 # %% ../nbs/12_export.ipynb #bf2217d6

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import store_attr, patch
 from .core import count_macs, fmt_macs
-from .moe import MoEConv, bucket_size, pad_rows
+from .moe import MoEConv, bucket_size, pad_rows, activate
 from .gating import Gate, set_unit_weight
 from .exits import ExitHead, check_thresholds
 from .policy import make_policy, Decision, POLICIES, ROUTING_POLICIES, RouteOrExit, ExitGater, default_thresholds
@@ -32,6 +32,8 @@ BACKBONES = {  # name: stage widths, blocks per stage (trunk + body), residual b
     'vgg':       dict(widths=(64, 128, 256, 512), blocks=2, residual=False),
     'airres':    dict(widths=(64, 256, 256), blocks=2, residual=True, stem='whiten', trunk='pool', body_width=0.5,
                       head_pool='max', head_scale=1/9),
+    'air':       dict(widths=(64, 256, 256), blocks=2, residual=False, stem='whiten', trunk='pool', body_convs=1,
+                      act='gelu', head_pool='max', head_scale=1/9),
 }
 KINDS = ('static', 'branchy', 'moe', 'dynmoe')
 
@@ -54,20 +56,22 @@ def vgg_trunk(c_in:int, c_out:int, pool:bool)->nn.Sequential:
     return nn.Sequential(*([nn.MaxPool2d(2)] if pool else []), nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
                          nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
-def pool_trunk(c_in:int, c_out:int)->nn.Sequential:
-    "airbench's group opening: conv3x3 - max-pool 2x2 - BN - ReLU, the conv starting as the identity on its first inputs."
+def _act_module(act:str)->nn.Module: return nn.GELU() if act == 'gelu' else nn.ReLU(inplace=True)
+
+def pool_trunk(c_in:int, c_out:int, act:str='relu')->nn.Sequential:
+    "airbench's group opening: conv3x3 - max-pool 2x2 - BN - act, the conv starting as the identity on its first inputs."
     conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
     with torch.no_grad(): nn.init.dirac_(conv.weight[:min(c_in, c_out)])   # filter i copies input channel i
-    return nn.Sequential(conv, nn.MaxPool2d(2), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(conv, nn.MaxPool2d(2), nn.BatchNorm2d(c_out), _act_module(act))
 
 class WhitenStem(nn.Module):
-    "airbench's first layer: a 2x2 conv (no padding) whose 2*C*4 fixed filters whiten image patches, then ReLU."
-    def __init__(self, c_in:int=3, k:int=2):
+    "airbench's first layer: a 2x2 conv (no padding) whose 2*C*4 fixed filters whiten image patches, then ReLU or GELU."
+    def __init__(self, c_in:int=3, k:int=2, act:str='relu'):
         super().__init__()
-        self.k, self.out_ch = k, 2 * c_in * k * k
+        self.k, self.out_ch, self.act = k, 2 * c_in * k * k, act
         self.conv = nn.Conv2d(c_in, self.out_ch, k, bias=True)
         self.conv.weight.requires_grad_(False)   # set from the data by `init_whitening`, never trained; the bias trains
-    def forward(self, x): return F.relu(self.conv(x))
+    def forward(self, x): return activate(self.conv(x), self.act)
 
 @patch
 @torch.no_grad()
@@ -154,19 +158,21 @@ def _check_config(kind, backbone, n_classes, n_experts, k, policy)->str:
 def _build_stages(self:DynNet, expert_width):
     "The stem, each stage's trunk (first block) and body (the other blocks, an MoE of `E` experts), in creation order."
     b = BACKBONES[self.backbone]
-    W, nb, res = b['widths'], b['blocks'], b['residual']
+    W, nb, res, act = b['widths'], b['blocks'], b['residual'], b.get('act', 'relu')
     fr = expert_width if isinstance(expert_width, (list, tuple)) else [expert_width] * self.E
-    if b.get('stem') == 'whiten': self.stem = WhitenStem(self.in_ch)
+    if b.get('stem') == 'whiten': self.stem = WhitenStem(self.in_ch, act=act)
     else: self.stem = nn.Sequential(nn.Conv2d(self.in_ch, W[0], 3, padding=1, bias=False), nn.BatchNorm2d(W[0]),
                                     nn.ReLU(inplace=True))
     self.c_ins = [getattr(self.stem, 'out_ch', W[0])] + list(W[:-1])   # channels entering each stage
     def trunk(s, ci, c):
-        if b.get('trunk') == 'pool': return pool_trunk(ci, c)
+        if b.get('trunk') == 'pool': return pool_trunk(ci, c, act)
         return BasicBlock(ci, c, 1 if s == 0 else 2) if res else vgg_trunk(ci, c, s > 0)
     self.trunks = nn.ModuleList(trunk(s, ci, c) for s, (ci, c) in enumerate(zip(self.c_ins, W)))
-    widths = lambda c: [max(1, round(f * c)) for f in fr] if self.has_moe else round(b.get('body_width', 1) * c)
-    self.bodies = nn.ModuleList(MoEConv(c, self.E, widths(c), n_blocks=max(1, nb - 1), residual=res, bucket=self.bucket)
-                                for c in W)
+    convs = 2 if self.has_moe else b.get('body_convs', 2)   # experts are always two-conv branches (chapter 02)
+    widths = lambda c: [max(1, round(f * c)) for f in fr] if self.has_moe else \
+                       (c if convs == 1 else round(b.get('body_width', 1) * c))
+    self.bodies = nn.ModuleList(MoEConv(c, self.E, widths(c), n_blocks=max(1, nb - 1), residual=res, bucket=self.bucket,
+                                        act=act, n_convs=convs) for c in W)
 
 @patch
 def _build_decisions(self:DynNet, route, tau, exit_hidden, gater_hidden):

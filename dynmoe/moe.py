@@ -15,8 +15,8 @@ from fastcore.basics import store_attr
 from .core import count_macs, fmt_macs
 
 # %% auto #0
-__all__ = ['ExpertBranch', 'moe_dense', 'check_routing', 'dispatch_plan', 'bucket_size', 'pad_rows', 'run_groups', 'moe_sparse',
-           'MoEConv', 'random_routing', 'combine_matrix']
+__all__ = ['ACTS', 'activate', 'ExpertBranch', 'moe_dense', 'check_routing', 'dispatch_plan', 'bucket_size', 'pad_rows',
+           'run_groups', 'moe_sparse', 'MoEConv', 'random_routing', 'combine_matrix']
 
 # %% ../nbs/02_moe_conv.ipynb #9183438f
 def _bn(bn:nn.BatchNorm2d, h:Tensor, n:int|None)->Tensor:
@@ -24,32 +24,54 @@ def _bn(bn:nn.BatchNorm2d, h:Tensor, n:int|None)->Tensor:
     if n is None or n >= len(h) or not bn.training: return bn(h)
     return torch.cat([bn(h[:n]), h[n:]])
 
+ACTS = ('relu', 'gelu')   # the rectifier after each block: ReLU (ResNet) or GELU (airbench94)
+
+def activate(h:Tensor, act:str='relu', inplace:bool=False)->Tensor:
+    "ReLU or GELU of `h`; ReLU in place when `inplace` (GELU has no in-place form)."
+    if act == 'gelu': return F.gelu(h)
+    return h.relu_() if inplace else F.relu(h)
+
+def _check_act(act):
+    if act not in ACTS: raise ValueError(f"unknown activation {act!r}; choose one of {ACTS}")
+
 class ExpertBranch(nn.Module):
-    "One expert: conv3x3 (C->h) - BN - ReLU - conv3x3 (h->C) - BN."
+    "One expert: conv3x3 (C->h) - BN - act - conv3x3 (h->C) - BN; or, with `n_convs=1`, conv3x3 (C->C) - BN."
     def __init__(self,
                  channels:int, # C, input and output channels
-                 width:int,    # h, the expert's hidden width
+                 width:int,    # h, the expert's hidden width (must be C when `n_convs=1`)
                  zero_init:bool=True, # start the last BN at zero (identity residual block)
+                 act:str='relu', # the rectifier between the two convs: one of ACTS
+                 n_convs:int=2, # 2: the bottleneck above; 1: one conv (airbench94's second conv of a group)
                 ):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
-        self.conv2, self.bn2 = nn.Conv2d(width, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
-        if zero_init: nn.init.zeros_(self.bn2.weight)
+        _check_act(act)
+        if n_convs not in (1, 2): raise ValueError(f"n_convs must be 1 or 2, got {n_convs!r}")
+        if n_convs == 1 and width != channels:
+            raise ValueError(f"a one-conv expert maps C -> C: width must be C={channels}, got {width}")
+        self.act, self.n_convs = act, n_convs
+        if n_convs == 1: self.conv1, self.bn1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+        else:
+            self.conv1, self.bn1 = nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+            self.conv2, self.bn2 = nn.Conv2d(width, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+        if zero_init: nn.init.zeros_((self.bn1 if n_convs == 1 else self.bn2).weight)
 
     def forward(self, x:Tensor, # (m, C, H, W), the first `n` rows real, the rest padding
                 n:int|None=None, # real rows (None: all)
                )->Tensor:
-        return _bn(self.bn2, self.conv2(F.relu(_bn(self.bn1, self.conv1(x), n))), n)
+        h = _bn(self.bn1, self.conv1(x), n)
+        if self.n_convs == 1: return h
+        return _bn(self.bn2, self.conv2(activate(h, self.act)), n)
 
 # %% ../nbs/02_moe_conv.ipynb #7894cf83
 def moe_dense(x:Tensor, # (B, C, H, W) input
               experts:nn.ModuleList, # E expert branches
               combine:Tensor, # (B, E) combination weights, zero for experts not chosen
               residual:bool=True, # add the skip connection (ResNet) or not (VGG)
+              act:str='relu', # the rectifier after the mix: one of ACTS
              )->Tensor: # (B, C, H, W)
     "Reference MoE block: run every expert on every image and mix them with `combine`."
     y = sum(combine[:, e, None, None, None].to(x.dtype) * f(x) for e, f in enumerate(experts))  # (B, C, H, W)
-    return F.relu(x + y) if residual else F.relu(y)
+    return activate(x + y if residual else y, act)
 
 # %% ../nbs/02_moe_conv.ipynb #7848a178
 def check_routing(weights:Tensor, # (B, k) gate weights
@@ -110,19 +132,19 @@ def _pad_group(xe:Tensor, we:Tensor, bucket)->tuple[Tensor, Tensor]:
 def _combine(x:Tensor, # (m, C, H, W) the block's input
              y:Tensor, # (m, C, H, W) the expert's output, a fresh tensor
              w:Tensor|None, # (m, 1, 1, 1) gate weights (None: 1)
-             residual:bool)->Tensor: # relu(x + w*y), or relu(w*y) without the skip
+             residual:bool, act:str='relu')->Tensor: # act(x + w*y), or act(w*y) without the skip
     "An expert's output weighted, added to the skip and rectified; in place in `y` when no gradient is recorded."
     if torch.is_grad_enabled() or y.dtype != x.dtype:
         y = y if w is None else w.to(x.dtype) * y
-        return F.relu(x + y) if residual else F.relu(y)
+        return activate(x + y if residual else y, act)
     if w is not None: y.mul_(w.to(x.dtype))                        # inference: no new (m, C, H, W) tensors
-    return (y.add_(x) if residual else y).relu_()
+    return activate(y.add_(x) if residual else y, act, inplace=True)
 
 def run_groups(xg:Tensor, # (N, C, H, W) rows grouped by expert
                wg:Tensor, # (N,) their gate weights
                counts:list[int], # rows per expert
                blocks:list, # per MoE block, the ModuleList of its E experts
-               residual:bool=True, bucket:str|int|None=None,
+               residual:bool=True, bucket:str|int|None=None, act:str='relu',
               )->Tensor: # (N, C, H, W) in the same grouped order
     "Run each expert's contiguous group through its path in `blocks`."
     outs = []
@@ -131,7 +153,7 @@ def run_groups(xg:Tensor, # (N, C, H, W) rows grouped by expert
         if n == 0: continue
         xe, we = _pad_group(xe, we, bucket)                          # (m, C, H, W), m >= n
         we = we.view(-1, 1, 1, 1)
-        for experts in blocks: xe = _combine(xe, experts[e](xe, n), we, residual)
+        for experts in blocks: xe = _combine(xe, experts[e](xe, n), we, residual, act)
         outs.append(xe[:n])
     return torch.cat(outs)
 
@@ -140,6 +162,7 @@ def moe_sparse(x:Tensor, # (B, C, H, W) input
                plan:tuple, # `dispatch_plan` of the routing decision
                residual:bool=True, # add the skip connection
                bucket:str|int|None=None, # pad sub-batches to bucket sizes
+               act:str='relu', # the rectifier after the mix: one of ACTS
               )->Tensor: # (B, C, H, W)
     "Sparse MoE block: each expert runs only on the images routed to it."
     rows, ws, counts = plan
@@ -152,7 +175,7 @@ def moe_sparse(x:Tensor, # (B, C, H, W) input
         outs.append((we.to(h.dtype).view(-1, 1, 1, 1) * h)[:n])
     hg = torch.cat(outs)                                            # (B*k, C, H, W), one join
     y = torch.zeros_like(x, dtype=hg.dtype).index_add(0, rows, hg)   # one scatter (zeros_like keeps the layout)
-    return F.relu(x + y) if residual else F.relu(y)
+    return activate(x + y if residual else y, act)
 
 # %% ../nbs/02_moe_conv.ipynb #dd6d6580
 class MoEConv(nn.Module):
@@ -164,8 +187,11 @@ class MoEConv(nn.Module):
                  n_blocks:int=1, # MoE blocks in sequence sharing the routing
                  residual:bool=True, # ResNet-style skip (True) or VGG-style (False)
                  bucket:str|int|None=None, # sub-batch padding (`bucket_size`); None: exact shapes
+                 act:str='relu', # the rectifier of every block: one of ACTS
+                 n_convs:int=2, # convs per expert (`ExpertBranch`): 1 needs expert_width = C
                 ):
         super().__init__()
+        _check_act(act)
         if n_experts < 1 or n_blocks < 1:
             raise ValueError(f"need n_experts >= 1 and n_blocks >= 1, got {n_experts}, {n_blocks}")
         bucket_size(1, bucket)  # validates
@@ -174,15 +200,15 @@ class MoEConv(nn.Module):
         if len(widths) != n_experts or min(widths) < 1:
             raise ValueError(f"expert_width must be a positive int or {n_experts} positive ints, got {expert_width!r}")
         self.widths = widths
-        store_attr('channels,n_experts,residual,bucket')
-        self.blocks = nn.ModuleList(nn.ModuleList(ExpertBranch(channels, w, zero_init=residual) for w in widths)
-                                    for _ in range(n_blocks))
+        store_attr('channels,n_experts,residual,bucket,act')
+        self.blocks = nn.ModuleList(nn.ModuleList(ExpertBranch(channels, w, zero_init=residual, act=act, n_convs=n_convs)
+                                                  for w in widths) for _ in range(n_blocks))
 
     def forward_dense(self, x:Tensor, combine:Tensor)->Tensor:
         "Reference path: every expert on every image, mixed by the dense (B, E) `combine`."
         if combine.shape != (x.shape[0], self.n_experts):
             raise ValueError(f"combine must be (B, E) = ({x.shape[0]}, {self.n_experts}), got {tuple(combine.shape)}")
-        for experts in self.blocks: x = moe_dense(x, experts, combine, self.residual)
+        for experts in self.blocks: x = moe_dense(x, experts, combine, self.residual, self.act)
         return x
 
     def forward(self, x:Tensor, weights:Tensor|None, idx:Tensor|None)->Tensor:
@@ -190,16 +216,16 @@ class MoEConv(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"MoEConv expects (B, {self.channels}, H, W), got {tuple(x.shape)}")
         if weights is None and idx is None and self.n_experts == 1:   # dense stage (static / BranchyNet): no dispatch
-            for (f,) in self.blocks: x = _combine(x, f(x), None, self.residual)
+            for (f,) in self.blocks: x = _combine(x, f(x), None, self.residual, self.act)
             return x
         check_routing(weights, idx, self.n_experts, x.shape[0])
         plan = dispatch_plan(weights, idx, self.n_experts)
         if idx.shape[1] > 1:
-            for experts in self.blocks: x = moe_sparse(x, experts, plan, self.residual, self.bucket)
+            for experts in self.blocks: x = moe_sparse(x, experts, plan, self.residual, self.bucket, self.act)
             return x
         rows, ws, counts = plan   # top-1: the whole stage runs on the grouped images: one gather, one scatter
 
-        yg = run_groups(x[rows], ws, counts, self.blocks, self.residual, self.bucket)
+        yg = run_groups(x[rows], ws, counts, self.blocks, self.residual, self.bucket, self.act)
         return yg[torch.argsort(rows)]
 
     @torch.no_grad()
