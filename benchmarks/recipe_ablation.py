@@ -34,6 +34,8 @@ ABLATIONS = {   # name: RunConfig overrides that undo one ingredient of the fast
     # airbench94's own shape (chapter 06's `air`: GELU, one full-width conv after each pool, no skip), same recipe
     'air':           dict(backbone='air'),
     'air_muon_0.24': dict(backbone='air', muon_lr=0.24),
+    'air_bs512_muon_0.12_mm0.7': dict(backbone='air', batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12,
+                                      muon_momentum=0.7),   # the H100 sweep's choice for airres, on air
 }
 
 def main():
