@@ -15,7 +15,8 @@ def images():
 CASES = [('static', {}), ('static', dict(backbone='vgg')), ('branchy', dict(policy='confidence')), ('moe', {}), ('moe', dict(k=2)),
          ('dynmoe', {}), ('dynmoe', dict(route='noisy', k=2)), ('dynmoe', dict(policy='budget_gater', exit_hidden=16)),
          ('dynmoe', dict(exit_hidden=32, expert_width=[0.25, 0.5, 0.5, 1.0])), ('dynmoe', dict(backbone='vgg')),
-         ('dynmoe', dict(zero_last_bn=True))]
+         ('dynmoe', dict(zero_last_bn=True)), ('static', dict(backbone='air')),
+         ('dynmoe', dict(backbone='air', expert_width=0.25))]
 
 @pytest.mark.parametrize('kind,kw', CASES, ids=[f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items())}" for k, kw in CASES])
 def test_folded_infers_the_same(kind, kw, images):

@@ -31,7 +31,8 @@ def dyn(tmp_path_factory, x):
 
 CASES = [('static', {}), ('branchy', dict(policy='confidence')), ('moe', {}), ('moe', dict(route='gumbel')),
          ('dynmoe', {}), ('dynmoe', dict(policy='confidence', measure='entropy')), ('dynmoe', dict(policy='budget_gater', exit_hidden=16)),
-         ('dynmoe', dict(route='noisy', expert_width=[0.25, 0.5, 0.5, 1.0])), ('dynmoe', dict(backbone='vgg'))]
+         ('dynmoe', dict(route='noisy', expert_width=[0.25, 0.5, 0.5, 1.0])), ('dynmoe', dict(backbone='vgg')),
+         ('static', dict(backbone='air')), ('dynmoe', dict(backbone='air', expert_width=0.25))]
 
 @pytest.mark.parametrize('kind,kw', CASES, ids=[f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items())}" for k, kw in CASES])
 def test_runtime_matches_infer(kind, kw, x, tmp_path):
@@ -197,7 +198,7 @@ from dynmoe.models import BACKBONES
 STAGE_CASES = [('dynmoe', {}), ('dynmoe', dict(policy='exit_then_route')), ('dynmoe', dict(policy='confidence')),
                ('dynmoe', dict(policy='budget_gater', expert_width=[0.25, 0.5, 0.5, 1.0])), ('moe', {}),
                ('branchy', dict(policy='confidence')), ('static', {}), ('dynmoe', dict(backbone='vgg'))]
-STAGE_CASES += [('dynmoe', dict(backbone=b)) for b in ('airres',) if b in BACKBONES]   # max-pooled, scaled exit heads
+STAGE_CASES += [('dynmoe', dict(backbone=b)) for b in ('airres', 'air') if b in BACKBONES]   # max-pooled, scaled exit heads
 
 def _fitted(m, seed=7):
     "Thresholds fitted on other images so that every exit is taken (None without exits)."
