@@ -59,7 +59,7 @@ def vgg_trunk(c_in:int, c_out:int, pool:bool)->nn.Sequential:
 def _act_module(act:str)->nn.Module: return nn.GELU() if act == 'gelu' else nn.ReLU(inplace=True)
 
 def pool_trunk(c_in:int, c_out:int, act:str='relu')->nn.Sequential:
-    "airbench's group opening: conv3x3 - max-pool 2x2 - BN - act, the conv starting as the identity on its first inputs."
+    "airbench's group opening: conv3x3 - max-pool 2x2 - BN - act; the conv starts as the identity on its first inputs."
     conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
     with torch.no_grad(): nn.init.dirac_(conv.weight[:min(c_in, c_out)])   # filter i copies input channel i
     return nn.Sequential(conv, nn.MaxPool2d(2), nn.BatchNorm2d(c_out), _act_module(act))

@@ -49,11 +49,10 @@ class ExpertBranch(nn.Module):
         if n_convs == 1 and width != channels:
             raise ValueError(f"a one-conv expert maps C -> C: width must be C={channels}, got {width}")
         self.act, self.n_convs = act, n_convs
-        if n_convs == 1: self.conv1, self.bn1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
-        else:
-            self.conv1, self.bn1 = nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+        self.conv1, self.bn1 = nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+        if n_convs == 2:
             self.conv2, self.bn2 = nn.Conv2d(width, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
-        if zero_init: nn.init.zeros_((self.bn1 if n_convs == 1 else self.bn2).weight)
+        if zero_init: nn.init.zeros_((self.bn2 if n_convs == 2 else self.bn1).weight)
 
     def forward(self, x:Tensor, # (m, C, H, W), the first `n` rows real, the rest padding
                 n:int|None=None, # real rows (None: all)
@@ -201,8 +200,8 @@ class MoEConv(nn.Module):
             raise ValueError(f"expert_width must be a positive int or {n_experts} positive ints, got {expert_width!r}")
         self.widths = widths
         store_attr('channels,n_experts,residual,bucket,act')
-        self.blocks = nn.ModuleList(nn.ModuleList(ExpertBranch(channels, w, zero_init=residual, act=act, n_convs=n_convs)
-                                                  for w in widths) for _ in range(n_blocks))
+        branch = lambda w: ExpertBranch(channels, w, zero_init=residual, act=act, n_convs=n_convs)
+        self.blocks = nn.ModuleList(nn.ModuleList(branch(w) for w in widths) for _ in range(n_blocks))
 
     def forward_dense(self, x:Tensor, combine:Tensor)->Tensor:
         "Reference path: every expert on every image, mixed by the dense (B, E) `combine`."
