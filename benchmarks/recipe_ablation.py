@@ -36,13 +36,20 @@ ABLATIONS = {   # name: RunConfig overrides that undo one ingredient of the fast
     'air_muon_0.24': dict(backbone='air', muon_lr=0.24),
     'air_bs512_muon_0.12_mm0.7': dict(backbone='air', batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12,
                                       muon_momentum=0.7),   # the H100 sweep's choice for airres, on air
+    # + airbench's frozen parts and airbench94_muon's 3 Newton-Schulz steps (chapter 08, "What airbench keeps still"):
+    # the stem's bias trains 3 epochs, BatchNorm scales stay 1; faster steps, so more epochs fit in the same minutes
+    'air_frozen':    dict(backbone='air', batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12, muon_momentum=0.7,
+                          ns_steps=3, whiten_epochs=3, bn_weight=False),
+    'air_frozen_bnw': dict(backbone='air', batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12, muon_momentum=0.7,
+                           ns_steps=3, whiten_epochs=3),   # the same with BatchNorm scales trained
 }
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--data-dir', default='data')
     p.add_argument('--ablation', default='full', choices=list(ABLATIONS))
-    p.add_argument('--epochs', type=int, default=None, help="override the preset's epochs (the same for every run)")
+    p.add_argument('--epochs', type=float, default=None, help="override the preset's epochs (the same for every run; "
+                   "a fraction such as 8.5 ends the last epoch early)")
     p.add_argument('--model', default='static')
     p.add_argument('--val-size', type=int, default=None, help="override the preset's 5,000 held-out training images "
                    "(0: train on all 50,000, as airbench does; the history then has no validation accuracy)")
@@ -52,6 +59,7 @@ def main():
     p.add_argument('--runs-dir', default=None, help="train in <runs-dir>/compare_fast/static (the 'full' static run "
                    "then is the one `dynmoe-compare --preset fast` reuses); default: no checkpoint")
     a = p.parse_args()
+    if a.epochs is not None and a.epochs == int(a.epochs): a.epochs = int(a.epochs)   # 8.0 -> 8: same run, same file name
     torch.set_num_threads(a.threads)
     from dynmoe.experiment import make_config, run_training
     from dynmoe.core import save_results

@@ -23,12 +23,12 @@ from .core import set_seed, default_device, autocast
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'CKPT_FORMAT', 'RESUME_FREE', 'Config', 'CECriterion', 'top1', 'orthogonalise', 'MuonSGD', 'param_groups',
-           'lr_scales', 'bn_biases', 'make_optimizers', 'Lookahead', 'lr_at', 'TensorLoader', 'dist_env',
-           'resolve_device', 'init_distributed', 'all_sum', 'rng_state', 'set_rng_state', 'TrainState',
-           'save_checkpoint', 'load_checkpoint', 'config_diff', 'config_defaults', 'restore', 'write_csv', 'read_csv',
-           'tb_writer', 'evaluate', 'to_device', 'n_batches', 'train_state', 'Run', 'loss_step', 'start_epoch',
-           'train_batch', 'outer_step', 'resume', 'resume_epoch', 'checkpoint', 'open_run', 'progress', 'after_batch',
-           'valid_metrics', 'log_epoch', 'end_epoch', 'close_run', 'fit']
+           'lr_scales', 'bn_biases', 'bn_weights', 'whiten_biases', 'make_optimizers', 'Lookahead', 'lr_at',
+           'TensorLoader', 'dist_env', 'resolve_device', 'init_distributed', 'all_sum', 'rng_state', 'set_rng_state',
+           'TrainState', 'save_checkpoint', 'load_checkpoint', 'config_diff', 'config_defaults', 'restore', 'write_csv',
+           'read_csv', 'tb_writer', 'evaluate', 'to_device', 'n_batches', 'train_state', 'Run', 'loss_step',
+           'start_epoch', 'train_batch', 'outer_step', 'resume', 'resume_epoch', 'checkpoint', 'open_run', 'progress',
+           'after_batch', 'valid_metrics', 'log_epoch', 'end_epoch', 'close_run', 'fit']
 
 # %% ../nbs/08_training.ipynb #7b0eb0cf
 SCHEDULES = ('cosine', 'onecycle', 'constant')
@@ -38,7 +38,8 @@ def _num(v): return isinstance(v, (int, float)) and not isinstance(v, bool)
 @dataclass
 class Config:
     "Settings of the training loop; each default says where it comes from."
-    epochs: int = 300             # seed 003 app. B: CIFAR models trained from scratch for 300 epochs
+    epochs: int|float = 300       # seed 003 app. B: CIFAR models trained from scratch for 300 epochs; a fraction
+                                  # (airbench: 9.9) ends the last epoch early, after round(epochs x batches) steps
     batch_size: int = 64          # seed 003 app. B (CIFAR); the *global* batch, split evenly over DDP ranks
     lr: float = 0.1               # seed 003 app. B: SGD starts at 0.1 ...
     lr_min: float = 1e-3          # ... and decays to 1e-3
@@ -54,6 +55,10 @@ class Config:
     bn_bias_lr: float = 1.0       # learning-rate multiplier of BatchNorm biases (airbench: 64)
     muon_lr: float = 0.0          # > 0: conv kernels take Muon steps at this peak lr (airbench94_muon: 0.24); 0 = SGD
     muon_momentum: float = 0.6    # Muon's Nesterov momentum for the kernels (airbench94_muon: 0.6)
+    ns_steps: int = 5             # Newton-Schulz steps of Muon's orthogonalisation (Muon: 5; airbench94_muon: 3)
+    whiten_epochs: int = 0        # a whitening stem's bias trains for the first N epochs, then is frozen (airbench: 3;
+                                  # 0 = it always trains)
+    bn_weight: bool = True        # train BatchNorm scales; False fixes them at 1, as airbench does (biases still train)
     exit_lr: float = 1.0          # learning-rate multiplier of early-exit heads (a model's `exit_parameters()`)
     bilevel: bool = True          # seed 003 Eq. 10-12 if the model has policy_parameters(); else joint
     outer_every: int = 10         # seed 003 app. B: the policy is updated every 10 steps on CIFAR (100 on ImageNet)
@@ -85,7 +90,7 @@ class Config:
     def validate(self)->Config:
         "Raise a one-line `ValueError` naming the first unusable field; return `self`."
         checks = [
-            (isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an int >= 1, got {self.epochs!r}"),
+            (_num(self.epochs) and self.epochs >= 1, f"epochs must be a number >= 1, got {self.epochs!r}"),
             (isinstance(self.batch_size, int) and self.batch_size >= 1,
              f"batch_size must be an int >= 1, got {self.batch_size!r}"),
             (_num(self.lr) and self.lr > 0, f"lr must be > 0, got {self.lr!r}"),
@@ -109,6 +114,10 @@ class Config:
             (_num(self.muon_lr) and self.muon_lr >= 0, f"muon_lr must be >= 0 (0 = SGD for all), got {self.muon_lr!r}"),
             (_num(self.muon_momentum) and 0 <= self.muon_momentum < 1,
              f"muon_momentum must be in [0, 1), got {self.muon_momentum!r}"),
+            (isinstance(self.ns_steps, int) and self.ns_steps >= 1, f"ns_steps must be an int >= 1, got {self.ns_steps!r}"),
+            (isinstance(self.whiten_epochs, int) and self.whiten_epochs >= 0,
+             f"whiten_epochs must be an int >= 0 (0 = the stem's bias always trains), got {self.whiten_epochs!r}"),
+            (isinstance(self.bn_weight, bool), f"bn_weight must be True or False, got {self.bn_weight!r}"),
             (_num(self.exit_lr) and self.exit_lr > 0, f"exit_lr must be > 0, got {self.exit_lr!r}"),
             (isinstance(self.outer_every, int) and self.outer_every >= 1,
              f"outer_every must be an int >= 1, got {self.outer_every!r}"),
@@ -180,7 +189,7 @@ class MuonSGD(torch.optim.SGD):
                 buf.mul_(m).add_(p.grad)
                 update = p.grad.add(buf, alpha=m)   # Nesterov
                 if g.get('renorm', True): p.mul_(math.sqrt(p.size(0)) / p.norm().clamp_min(1e-12))
-                p.grad = orthogonalise(update.flatten(1)).view_as(p).to(p.grad.dtype)
+                p.grad = orthogonalise(update.flatten(1), g.get('ns_steps', 5)).view_as(p).to(p.grad.dtype)
         super().step()
         return loss
 
@@ -190,6 +199,7 @@ def param_groups(params, # iterable of parameters
                  scales:dict|None=None, # id(parameter) -> learning-rate multiplier (default 1)
                  muon:float=0.0, # > 0: conv kernels (ndim 4) go to Muon groups at `muon` times the SGD lr
                  muon_momentum:float=0.6, # their momentum (see `MuonSGD`)
+                 ns_steps:int=5, # their Newton-Schulz steps (see `orthogonalise`)
                 )->list[dict]: # optimiser parameter groups, each with its `lr_scale`
     "Group `params` by (kind, lr multiplier): kernels (ndim > 1) decay, BatchNorm and biases do not; Muon's apart."
     groups, scales = {}, scales or {}
@@ -199,7 +209,7 @@ def param_groups(params, # iterable of parameters
         groups.setdefault((kind, scales.get(id(p), 1.0)), []).append(p)
     def group(kind, s, ps):
         if kind == 'muon': return dict(params=ps, weight_decay=0.0, lr_scale=s * muon, momentum=0.0, muon=True,
-                                       muon_momentum=muon_momentum)
+                                       muon_momentum=muon_momentum, ns_steps=ns_steps)
         return dict(params=ps, weight_decay=weight_decay if kind == 'decay' else 0.0, lr_scale=s)
     return [group(kind, s, ps) for (kind, s), ps in groups.items()]
 
@@ -212,10 +222,19 @@ def bn_biases(model:nn.Module)->list:
     "The BatchNorm biases of `model` (the parameters airbench trains at 64 times the learning rate)."
     return [m.bias for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None]
 
+def bn_weights(model:nn.Module)->list:
+    "The BatchNorm scales of `model` (airbench keeps them at 1: `Config.bn_weight=False`)."
+    return [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
+
+def whiten_biases(model:nn.Module)->list:
+    "The biases of `model`'s whitening stems (modules with an `init_whitening` method, chapter 06's `WhitenStem`)."
+    return [m.conv.bias for m in model.modules() if hasattr(m, 'init_whitening') and m.conv.bias is not None]
+
 def make_optimizers(model:nn.Module, cfg:Config)->dict[str, torch.optim.Optimizer]:
     "`{'joint': SGD}` over every parameter, or `{'inner': SGD, 'outer': Adam}` (seed 003 Eq. 10-12) with a policy."
     def sgd(ps):
-        groups = param_groups(ps, cfg.weight_decay, lr_scales(model, cfg), cfg.muon_lr / cfg.lr, cfg.muon_momentum)
+        groups = param_groups(ps, cfg.weight_decay, lr_scales(model, cfg), cfg.muon_lr / cfg.lr, cfg.muon_momentum,
+                              cfg.ns_steps)
         return MuonSGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     has_policy = cfg.bilevel and hasattr(model, 'policy_parameters')
     policy = [p for p in model.policy_parameters() if p.requires_grad] if has_policy else []
@@ -503,6 +522,8 @@ def train_state(model:nn.Module, cfg:Config, device:torch.device)->TrainState:
     if device.type == 'cuda': torch.backends.cudnn.benchmark = True  # fastest conv kernels for the fixed input size
     model = model.to(device)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
+    if not cfg.bn_weight:   # airbench: BatchNorm scales stay 1, only the biases learn
+        for w in bn_weights(model): w.requires_grad_(False)
     st = TrainState(model, make_optimizers(model, cfg))
     if cfg.ema_decay: st.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     if cfg.lookahead: st.lookahead = Lookahead(model, cfg.lookahead)
@@ -515,6 +536,9 @@ class Run:
         store_attr('train_dl,valid_dl,cfg,criterion,metric')
         self.rank, self.world, local_rank = dist_env()
         self.device = resolve_device(cfg.device, local_rank)
+        if self.world > 1 and cfg.whiten_epochs:
+            raise ValueError("whiten_epochs > 0 freezes a parameter mid-run, which DistributedDataParallel cannot "
+                             "follow; use whiten_epochs=0 under torchrun")
         self.created_pg = init_distributed(self.device)
         self.lead = self.rank == 0
         self.out = Path(cfg.out_dir) if cfg.out_dir is not None and self.lead else None  # only rank 0 writes files
@@ -525,7 +549,7 @@ class Run:
         self.main_opt = self.st.opts['inner' if self.bilevel else 'joint']  # the optimiser of every step
         self.main_params = [p for g in self.main_opt.param_groups for p in g['params']]
         self.steps_per_epoch = n_batches(train_dl)
-        self.total, self.warmup = cfg.epochs * self.steps_per_epoch, round(cfg.warmup_epochs * self.steps_per_epoch)
+        self.total, self.warmup = round(cfg.epochs * self.steps_per_epoch), round(cfg.warmup_epochs * self.steps_per_epoch)
         self.net, self.resumed, self.tb, self.mb = self.st.model, None, None, None  # DDP, resume, logs: set later
 
     def say(self, *args):
@@ -561,6 +585,8 @@ def loss_step(run:Run, x:Tensor, y:Tensor, # the samples of this step
 def start_epoch(run:Run, epoch:int): # iterator over the epoch's batches
     "Begin an epoch: its batches and fresh running sums (after a resume: the rest of the killed run's epoch)."
     if hasattr(run.train_dl, 'set_epoch'): run.train_dl.set_epoch(epoch)
+    if run.cfg.whiten_epochs:   # after them the stem is fixed: no gradient flows below the first conv group
+        for b in whiten_biases(run.st.model): b.requires_grad_(epoch < run.cfg.whiten_epochs)
     if run.resumed: return resume_epoch(run)
     run.epoch_rng = rng_state(run.train_dl)  # the generators as the epoch begins: mid-epoch checkpoints hold them
     batches = iter(run.train_dl)
@@ -648,7 +674,7 @@ def open_run(run:Run):
     run.tb = tb_writer(run.out, purge_step=st.step) if run.out is not None and cfg.tensorboard else None
     ema_cols = ['ema_valid_loss', 'ema_valid_acc'] if st.ema else []
     run.cols = ['epoch', 'train_loss', 'train_acc', 'valid_loss', 'valid_acc', *ema_cols, 'lr', 'seconds', 'img_per_s']
-    run.epochs = range(st.epoch, cfg.epochs)
+    run.epochs = range(st.epoch, math.ceil(cfg.epochs))   # a fractional last epoch stops at step `run.total`
     if run.lead and not cfg.quiet:
         run.mb = run.epochs = master_bar(run.epochs)
         run.mb.write(run.cols, table=True)
@@ -733,5 +759,6 @@ def fit(model:nn.Module, # any model; `model(x)` may return anything the criteri
         for x, y in progress(run, start_epoch(run, epoch)):
             train_batch(run, x, y)
             after_batch(run)
+            if run.st.step >= run.total: break   # the end of a fractional last epoch
         end_epoch(run, epoch)
     return close_run(run)
