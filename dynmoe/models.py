@@ -24,7 +24,7 @@ __all__ = ['BACKBONES', 'KINDS', 'BasicBlock', 'vgg_trunk', 'pool_trunk', 'White
            'global_pool', 'scale_grad', 'PathSpec', 'infer', 'randomise', 'fold_conv_bn', 'fold_bn']
 
 # %% ../nbs/06_models.ipynb #ed559426
-BACKBONES = {  # name: stage widths, blocks per stage (trunk + body), residual body
+BACKBONES = {  # name: stage widths, blocks per stage (trunk + body), residual body (moe_residual: in the MoE kinds)
     'resnet20':  dict(widths=(16, 32, 64), blocks=3, residual=True),
     'resnet32':  dict(widths=(16, 32, 64), blocks=5, residual=True),
     'resnet56':  dict(widths=(16, 32, 64), blocks=9, residual=True),
@@ -33,7 +33,7 @@ BACKBONES = {  # name: stage widths, blocks per stage (trunk + body), residual b
     'airres':    dict(widths=(64, 256, 256), blocks=2, residual=True, stem='whiten', trunk='pool', body_width=0.5,
                       head_pool='max', head_scale=1/9),
     'air':       dict(widths=(64, 256, 256), blocks=2, residual=False, stem='whiten', trunk='pool', body_convs=1,
-                      act='gelu', head_pool='max', head_scale=1/9),
+                      act='gelu', head_pool='max', head_scale=1/9, moe_residual=True),   # MoE kinds: experts + skip
 }
 KINDS = ('static', 'branchy', 'moe', 'dynmoe')
 
@@ -171,6 +171,7 @@ def _build_stages(self:DynNet, expert_width):
     convs = 2 if self.has_moe else b.get('body_convs', 2)   # experts are always two-conv branches (chapter 02)
     widths = lambda c: [max(1, round(f * c)) for f in fr] if self.has_moe else \
                        (c if convs == 1 else round(b.get('body_width', 1) * c))
+    res = res or (self.has_moe and b.get('moe_residual', False))   # `air`: a static conv without skip, experts with one
     self.bodies = nn.ModuleList(MoEConv(c, self.E, widths(c), n_blocks=max(1, nb - 1), residual=res, bucket=self.bucket,
                                         act=act, n_convs=convs) for c in W)
 

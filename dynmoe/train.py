@@ -522,7 +522,12 @@ def train_state(model:nn.Module, cfg:Config, device:torch.device)->TrainState:
     if device.type == 'cuda': torch.backends.cudnn.benchmark = True  # fastest conv kernels for the fixed input size
     model = model.to(device)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
-    if not cfg.bn_weight:   # airbench: BatchNorm scales stay 1, only the biases learn
+    if not cfg.bn_weight:   # airbench: BatchNorm scales stay where they start (1), only the biases learn
+        if dead := [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    and m.weight is not None and not m.weight.detach().any()]:
+            raise ValueError(f"bn_weight=False would hold BatchNorm scales that start at 0 at 0 for good ({dead[:3]}: "
+                             "zero-initialised residual branches, e.g. MoE experts), so they would never open; "
+                             "use bn_weight=True")
         for w in bn_weights(model): w.requires_grad_(False)
     st = TrainState(model, make_optimizers(model, cfg))
     if cfg.ema_decay: st.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
