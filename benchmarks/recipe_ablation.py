@@ -59,7 +59,7 @@ def main():
     p.add_argument('--runs-dir', default=None, help="train in <runs-dir>/compare_fast/static (the 'full' static run "
                    "then is the one `dynmoe-compare --preset fast` reuses); default: no checkpoint")
     a = p.parse_args()
-    if a.epochs is not None and a.epochs == int(a.epochs): a.epochs = int(a.epochs)   # 8.0 -> 8: same run, same file name
+    if a.epochs is not None and a.epochs == int(a.epochs): a.epochs = int(a.epochs)   # 8.0 -> 8: the same file name
     torch.set_num_threads(a.threads)
     from dynmoe.experiment import make_config, run_training
     from dynmoe.core import save_results

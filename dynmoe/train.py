@@ -114,7 +114,8 @@ class Config:
             (_num(self.muon_lr) and self.muon_lr >= 0, f"muon_lr must be >= 0 (0 = SGD for all), got {self.muon_lr!r}"),
             (_num(self.muon_momentum) and 0 <= self.muon_momentum < 1,
              f"muon_momentum must be in [0, 1), got {self.muon_momentum!r}"),
-            (isinstance(self.ns_steps, int) and self.ns_steps >= 1, f"ns_steps must be an int >= 1, got {self.ns_steps!r}"),
+            (isinstance(self.ns_steps, int) and self.ns_steps >= 1,
+             f"ns_steps must be an int >= 1, got {self.ns_steps!r}"),
             (isinstance(self.whiten_epochs, int) and self.whiten_epochs >= 0,
              f"whiten_epochs must be an int >= 0 (0 = the stem's bias always trains), got {self.whiten_epochs!r}"),
             (isinstance(self.bn_weight, bool), f"bn_weight must be True or False, got {self.bn_weight!r}"),
@@ -224,7 +225,8 @@ def bn_biases(model:nn.Module)->list:
 
 def bn_weights(model:nn.Module)->list:
     "The BatchNorm scales of `model` (airbench keeps them at 1: `Config.bn_weight=False`)."
-    return [m.weight for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return [m.weight for m in bns if m.weight is not None]
 
 def whiten_biases(model:nn.Module)->list:
     "The biases of `model`'s whitening stems (modules with an `init_whitening` method, chapter 06's `WhitenStem`)."
@@ -554,7 +556,8 @@ class Run:
         self.main_opt = self.st.opts['inner' if self.bilevel else 'joint']  # the optimiser of every step
         self.main_params = [p for g in self.main_opt.param_groups for p in g['params']]
         self.steps_per_epoch = n_batches(train_dl)
-        self.total, self.warmup = round(cfg.epochs * self.steps_per_epoch), round(cfg.warmup_epochs * self.steps_per_epoch)
+        self.total = round(cfg.epochs * self.steps_per_epoch)   # epochs may be fractional (airbench: 9.9)
+        self.warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
         self.net, self.resumed, self.tb, self.mb = self.st.model, None, None, None  # DDP, resume, logs: set later
 
     def say(self, *args):
