@@ -171,9 +171,9 @@ def _build_stages(self:DynNet, expert_width):
     convs = 2 if self.has_moe else b.get('body_convs', 2)   # experts are always two-conv branches (chapter 02)
     widths = lambda c: [max(1, round(f * c)) for f in fr] if self.has_moe else \
                        (c if convs == 1 else round(b.get('body_width', 1) * c))
-    res = res or (self.has_moe and b.get('moe_residual', False))   # `air`: a static conv without skip, experts with one
-    self.bodies = nn.ModuleList(MoEConv(c, self.E, widths(c), n_blocks=max(1, nb - 1), residual=res, bucket=self.bucket,
-                                        act=act, n_convs=convs) for c in W)
+    skip = res or (self.has_moe and b.get('moe_residual', False))   # `air`: static conv without skip, experts with one
+    self.bodies = nn.ModuleList(MoEConv(c, self.E, widths(c), n_blocks=max(1, nb - 1), residual=skip,
+                                        bucket=self.bucket, act=act, n_convs=convs) for c in W)
 
 @patch
 def _build_decisions(self:DynNet, route, tau, exit_hidden, gater_hidden):

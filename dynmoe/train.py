@@ -691,7 +691,9 @@ def open_run(run:Run):
 def progress(run:Run, batches): # the batches, wrapped in a progress bar on the lead process
     "Show `batches` as the epoch's progress bar (if there is a table) and put the model in training mode."
     if run.mb is None: run.pb = batches
-    else: run.pb = progress_bar(batches, total=run.steps_per_epoch - run.st.epoch_step, parent=run.mb)
+    else:   # a fractional last epoch has fewer batches left than the loader
+        left = min(run.steps_per_epoch - run.st.epoch_step, run.total - run.st.step)
+        run.pb = progress_bar(batches, total=left, parent=run.mb)
     run.net.train()
     return run.pb
 
