@@ -21,10 +21,14 @@ def images(n, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, 32, 32, generator=g) * 2 * torch.rand(n, 1, 1, 1, generator=g) + torch.randn(n, 3, 1, 1, generator=g)
 
-def midpoints(scores, q):
-    "Thresholds halfway between two images' scores near the q-quantile of each exit (no image sits on a threshold)."
-    srt = scores.sort(0).values; i = max(1, min(int(q * len(srt)), len(srt) - 1))
-    return (srt[i - 1] + srt[i]) / 2
+def midpoints(scores, q, window=8):
+    """Per exit, a threshold halfway across the widest gap between neighbouring scores near the q-quantile: no image
+    sits within float noise of it (the batch size changes the last bits of a score, and a neighbour 1e-7 away flips)."""
+    srt = scores.sort(0).values; n = len(srt)
+    lo, hi = max(1, int(q * n) - window), min(n - 1, int(q * n) + window)
+    i = (srt[lo:hi + 1] - srt[lo - 1:hi]).argmax(0) + lo   # per exit: the upper score of the widest gap
+    cols = torch.arange(srt.shape[1])
+    return (srt[i - 1, cols] + srt[i, cols]) / 2
 
 def synthetic_outputs(n, K=4, C=10, seed=0, moe=True):
     "ExitOutputs without a model: deeper exits cost more, per-image costs vary with routing, scores in [0, 1]."
