@@ -4,7 +4,7 @@
 
 One training step, as `fit` takes it: forward under bf16 autocast (channels-last), label-smoothed cross-entropy,
 backward, `MuonSGD` step with the recipe of `air_bs512_muon_0.12_mm0.7` (batch 512), on one fixed random batch
-(the data pipeline, 0.2 s an epoch, is not timed). Four settings, each a fresh network with the same weights:
+(the data pipeline is not timed). Four settings, each a fresh network with the same weights:
 
 - `base`: the recipe as it was (5 Newton-Schulz steps, BatchNorm scales and the stem's bias trained);
 - `ns3`: 3 Newton-Schulz steps;
