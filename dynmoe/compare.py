@@ -569,10 +569,11 @@ def _setting(doc:dict)->dict:
 
 # %% ../nbs/11_results.ipynb #dcdcbabd
 def _source(doc:dict, seed:int)->dict:
-    "Where one comparison of an aggregate came from: its seed, variants, command, commit and wall time."
-    m = doc.get('meta') or {}
+    "Where one comparison of an aggregate came from: its seed, variants, command, commit, wall and training time."
+    m, vs = doc.get('meta') or {}, doc['variants'].values()
     return dict(seed=seed, variants=list(doc['variants']), command=m.get('command'), git_commit=m.get('git_commit'),
-                wall_s=doc.get('wall_s'))
+                wall_s=doc.get('wall_s'), reused=[n for n, v in doc['variants'].items() if v.get('reused')],
+                train_s=sum((v.get('train') or {}).get('train_seconds') or 0 for v in vs))   # reused runs' too
 
 def group_by_seed(docs:list, # comparisons (as `load_comparison` reads them), one or more per seed
                  )->dict:
@@ -723,13 +724,19 @@ def headline_seeds(doc:dict, # an aggregate, as `load_comparison` reads it (with
                   )->str:
     "The front page's result from an aggregate: each variant's means and intervals over seeds, verdicts, provenance."
     m = doc['meta']
-    lines = [f"{doc['dataset']}, backbone {doc['backbone']}, preset {doc['preset']!r} ({doc['epochs']} epochs each), "
+    over = ','.join(f'{k}={v}' for k, v in (doc.get('overrides') or {}).items() if k != 'backbone')
+    pre = f"preset {doc['preset']!r}" + (f" with {over}" if over else '')
+    lines = [f"{doc['dataset']}, backbone {doc['backbone']}, {pre} ({doc['epochs']} epochs each), "
              f"mean ± 95 % interval over seeds {doc['seeds']}; test split:"]
     lines += [f"  {n:8s} top-1 {_pm(v['dynamic_acc_pct'])} % at {_pm(v['mmacs'])} MMACs/img, final exit "
               f"{_pm(v['final_exit_acc_pct'])} %" for n, v in doc['variants'].items()]
     lines += ['  ' + s for s in describe_seed_targets(doc)]
+    src = doc.get('sources') or []
+    trained = (f"; the networks' training runs, {sum(x['train_s'] for x in src) / 60:.0f} min in all, those of seeds "
+               f"{sorted({x['seed'] for x in src if x['reused']})} reused from earlier commands"
+               if src and all('train_s' in x for x in src) and any(x['reused'] for x in src) else '')
     lines.append(f"  (from {Path(path).name}: `{m['command']}`, commit {m['git_commit']}; the seeds' comparisons took "
-                 f"{doc['wall_s'] / 60:.0f} min wall-clock in all)")
+                 f"{doc['wall_s'] / 60:.0f} min wall-clock in all{trained})")
     return '\n'.join(lines)
 
 # %% ../nbs/11_results.ipynb #79f23f29
@@ -840,7 +847,7 @@ def _cli_seeds(seeds:str|None, files:str|None, aggregate_only:bool, out_dir:str,
 
 # %% ../nbs/11_results.ipynb #b9939d5c
 @call_parse
-def compare_cli(preset:str='fast', # fast (airbench's recipe, 15 min a variant), smoke, quick (ResNet-20), paper (seed 003)
+def compare_cli(preset:str='air', # air (airbench94 + Muon, ~15 min a variant), fast (airres, SGD), smoke, quick, paper
                 data_dir:str='data', # folder holding the dataset
                 variants:str='default', # 'default' (DEFAULT_VARIANTS), 'all', or a comma-separated list of variants
                 out_dir:str='data/results', # where compare_<preset>.json, .md and _acc_macs.png are written

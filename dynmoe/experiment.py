@@ -19,7 +19,7 @@ from .losses import DynLoss
 from .train import Config, fit, top1, load_checkpoint
 
 # %% auto #0
-__all__ = ['PRESETS', 'RunConfig', 'make_config', 'build_model', 'build_criterion', 'load_data', 'final_top1', 'init_stem',
+__all__ = ['PRESETS', 'AIR', 'RunConfig', 'make_config', 'build_model', 'build_criterion', 'load_data', 'final_top1', 'init_stem',
            'ema_weights', 'quick_eval', 'run_training', 'load_trained', 'train_cli', 'evaluate_cli']
 
 # %% ../nbs/08a_experiment.ipynb #c43708f4
@@ -105,6 +105,9 @@ PRESETS = {
     'paper': dict(epochs=300, batch_size=64, lr=0.1, lr_min=1e-3, schedule='cosine', weight_decay=1e-4,
                   label_smoothing=0.1, ema_decay=0.9999, outer_every=10, outer_lr=1e-3, outer_lr_min=1e-5, T=0.5),
 }
+AIR = dict(backbone='air', batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12, muon_momentum=0.7, ns_steps=3,
+           whiten_epochs=3)   # what `air` changes in `fast`: airbench94's shape, Muon kernels at batch 512 (chapter 08)
+PRESETS['air'] = PRESETS['fast'] | AIR
 
 def make_config(preset:str='quick', **overrides)->RunConfig:
     "A validated `RunConfig`: the preset's values, then `overrides` (None values are ignored)."
@@ -228,7 +231,7 @@ def _fail(cmd:str, e:Exception):
 
 # %% ../nbs/08a_experiment.ipynb #68769ebf
 @call_parse
-def train_cli(preset:str='quick', # smoke (seconds), quick (minutes on a CPU), fast (airbench's recipe) or paper (seed 003's)
+def train_cli(preset:str='quick', # smoke (seconds), quick (minutes on a CPU), fast/air (airbench's), paper (seed 003's)
               model:str=None, # static, branchy, moe or dynmoe
               backbone:str=None, # resnet20, resnet32, resnet56, resnet18w, vgg or airres
               dataset:str=None, # cifar10, cifar100, tinyimagenet or synthetic
