@@ -6,7 +6,7 @@ Docs: https://dynmoe.github.io/dynmoe/core.html.md"""
 
 # %% ../nbs/00a_core.ipynb #baf6db4e
 from __future__ import annotations
-import json, os, platform, random, subprocess, sys, time, datetime
+import ctypes, json, os, platform, random, subprocess, sys, time, datetime
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 
 # %% auto #0
 __all__ = ['set_seed', 'default_device', 'cpu_has_fast_bf16', 'amp_dtype', 'autocast', 'fmt_macs', 'count_macs', 'git_commit',
-           'machine_info', 'default_command', 'save_results', 'load_results', 'bench']
+           'machine_info', 'default_command', 'save_results', 'load_results', 'bench', 'keep_freed_memory']
 
 # %% ../nbs/00a_core.ipynb #790ce75e
 def set_seed(seed:int=0, # seed for `random`, NumPy and PyTorch (all devices)
@@ -163,3 +163,14 @@ def bench(fn, # zero-argument callable to time
         if sync: sync()
         ts.append(time.perf_counter() - t0)
     return dict(median_s=float(np.median(ts)), min_s=float(min(ts)), max_s=float(max(ts)), times_s=ts)
+
+# %% ../nbs/00a_core.ipynb #5eeb3261
+def keep_freed_memory()->bool: # True if glibc took both settings
+    "Make glibc keep freed memory for reuse (no `mmap` per large block, no trimming): no page faults per step."
+    if not sys.platform.startswith('linux'): return False
+    try: libc = ctypes.CDLL('libc.so.6')
+    except OSError: return False           # not glibc (e.g. musl): nothing to set
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's <malloc.h> option numbers
+    mallopt = getattr(libc, 'mallopt', None)
+    if mallopt is None: return False
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))

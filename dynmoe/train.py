@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from fastprogress.fastprogress import master_bar, progress_bar
 from fastcore.basics import store_attr
-from .core import set_seed, default_device, autocast
+from .core import set_seed, default_device, autocast, keep_freed_memory
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'CKPT_FORMAT', 'RESUME_FREE', 'Config', 'CECriterion', 'top1', 'orthogonalise', 'MuonSGD', 'param_groups',
@@ -522,6 +522,7 @@ def n_batches(train_dl)->int:
 def train_state(model:nn.Module, cfg:Config, device:torch.device)->TrainState:
     "The model on `device` (channels-last if asked), its optimisers and its EMA, at step 0."
     if device.type == 'cuda': torch.backends.cudnn.benchmark = True  # fastest conv kernels for the fixed input size
+    if device.type == 'cpu': keep_freed_memory()   # reuse freed activations: no page faults every step (chapter 00a)
     model = model.to(device)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
     if not cfg.bn_weight:   # airbench: BatchNorm scales stay where they start (1), only the biases learn
