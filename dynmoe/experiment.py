@@ -233,7 +233,7 @@ def _fail(cmd:str, e:Exception):
 @call_parse
 def train_cli(preset:str='quick', # smoke (seconds), quick (minutes on a CPU), fast/air (airbench's), paper (seed 003's)
               model:str=None, # static, branchy, moe or dynmoe
-              backbone:str=None, # resnet20, resnet32, resnet56, resnet18w, vgg or airres
+              backbone:str=None, # resnet20, resnet32, resnet56, resnet18w, vgg, airres or air
               dataset:str=None, # cifar10, cifar100, tinyimagenet or synthetic
               data_dir:str=None, # folder holding the dataset (default data/)
               epochs:int=None, batch_size:int=None, lr:float=None,
