@@ -10,6 +10,13 @@ The results file is rewritten after every run, so a sweep cut short keeps what f
     python benchmarks/recipe_sweep.py --data-dir /work/shared/data --seeds 0,1 \
         --variants 'base:muon_lr=0.24;bs512:batch_size=512,lr=0.75,lr_min=0.0525,muon_lr=0.24'
 
+`--preset` picks the preset the variants override (default `fast`), and a variant's own `epochs=` wins over
+`--epochs`, so a wider network can be given the fewer epochs that fit the same CPU minutes (`--air-scales` adds
+`air` with scaled group widths as backbone `air_x<scale>`; benchmarks/bench_width.py measures what a step costs):
+
+    python benchmarks/recipe_sweep.py --data-dir /tmp/data --device cuda --preset air --seeds 0,1 --air-scales 1.25 \
+        --variants 'base;x1.25:backbone=air_x1.25,epochs=6'
+
 Choose on the `valid_top1_pct` means; the test columns are recorded for the report, not for the choice.
 """
 import argparse, os, sys, time
@@ -18,7 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import torch
 
 def parse_variants(s:str)->dict:
-    "`'a:k=v,k=v;b:k=v'` -> `{'a': {...}, 'b': {...}}` (values as Python literals); a bare name has no overrides."
+    """`'a:k=v,k=v;b:k=v'` -> `{'a': {...}, 'b': {...}}` (values as Python literals); a bare name has no overrides.
+    Unlike `--overrides` of dynmoe-compare, a variant may set its own `epochs=`."""
     from dynmoe.compare import parse_overrides
     out = {}
     for part in s.split(';'):
@@ -26,7 +34,12 @@ def parse_variants(s:str)->dict:
         name, _, kv = part.partition(':')
         name = name.strip()
         if not name or name in out: raise ValueError(f"each variant needs a new name before ':', got {part.strip()!r}")
-        out[name] = parse_overrides(kv)
+        pairs = [t for t in kv.split(',') if t.strip()]
+        epochs = [t for t in pairs if t.partition('=')[0].strip() == 'epochs']   # per variant: same minutes, not epochs
+        out[name] = parse_overrides(','.join(t for t in pairs if t not in epochs))
+        if epochs:
+            e = float(epochs[-1].partition('=')[2])
+            out[name]['epochs'] = int(e) if e == int(e) else e
     if not out: raise ValueError("--variants is empty")
     return out
 
@@ -45,7 +58,11 @@ def main():
     p.add_argument('--variants', required=True, help="'name:key=value,...;name:...' RunConfig overrides of 'fast'")
     p.add_argument('--seeds', default='0')
     p.add_argument('--model', default='static')
-    p.add_argument('--epochs', type=int, default=None, help="override the preset's epochs (every variant alike)")
+    p.add_argument('--preset', default='fast', help="the preset the variants override (chapter 08a's PRESETS)")
+    p.add_argument('--epochs', type=float, default=None, help="override the preset's epochs (every variant alike; a "
+                   "variant's own epochs=... wins)")
+    p.add_argument('--air-scales', default='', help="comma-separated width scales s: variants can then name "
+                   "backbone=air_x<s>, `air` with its group widths times s (benchmarks/bench_width.py)")
     p.add_argument('--device', default='auto')
     p.add_argument('--threads', type=int, default=torch.get_num_threads())
     p.add_argument('--out', default='data/results/recipe/sweep.json')
@@ -54,23 +71,28 @@ def main():
     torch.set_num_threads(a.threads)
     from dynmoe.experiment import make_config, run_training
     from dynmoe.core import save_results
+    if a.epochs is not None and a.epochs == int(a.epochs): a.epochs = int(a.epochs)
+    base = dict(model=a.model, data_dir=a.data_dir, epochs=a.epochs, device=a.device)
     try:
+        if a.air_scales:
+            from bench_width import register
+            for s in a.air_scales.split(','): register(float(s))
         variants, seeds = parse_variants(a.variants), [int(s) for s in a.seeds.split(',') if s.strip()]
         if not seeds: raise ValueError("--seeds is empty")
         for v in variants.values():   # every variant validated before the first (long) run
-            make_config('fast', model=a.model, data_dir=a.data_dir, epochs=a.epochs, device=a.device, **v)
+            make_config(a.preset, **(base | v))
     except ValueError as e: p.error(str(e))
     rows, t_all = [], time.time()
     for seed in seeds:   # seed-major: a sweep cut short still has every variant on the first seeds
         for name, ov in variants.items():
-            cfg = make_config('fast', model=a.model, data_dir=a.data_dir, epochs=a.epochs, seed=seed, quiet=True,
-                              device=a.device, **ov)
+            cfg = make_config(a.preset, **(base | ov), seed=seed, quiet=True)
             res = run_training(cfg)
             t = res['test']
             rows.append(dict(variant=name, seed=seed, overrides=ov, train_seconds=res['train_seconds'],
                              valid_top1_pct=100 * res['history'][-1]['valid_acc'] if res['n_valid'] else None,
                              test_top1_pct=t['exit_acc_pct'][-1], test_top1_tta_pct=t.get('exit_acc_tta_pct', [None])[-1],
-                             train_images=res['n_train'], valid_images=res['n_valid'], epochs=cfg.epochs))
+                             train_images=res['n_train'], valid_images=res['n_valid'], epochs=cfg.epochs,
+                             mmacs_per_img=t['full_path_mmacs_per_img']))
             r = rows[-1]
             valid = 'none' if r['valid_top1_pct'] is None else f"{r['valid_top1_pct']:.2f} %"
             print(f"{name:>16} seed {seed}: valid {valid}, test {r['test_top1_pct']:.2f} % "
@@ -78,7 +100,7 @@ def main():
             doc = dict(model=a.model, variants=variants, seeds=seeds, device=str(cfg.device), rows=rows,
                        valid_top1_pct=summarise(rows, 'valid_top1_pct'), test_top1_pct=summarise(rows, 'test_top1_pct'),
                        test_top1_tta_pct=summarise(rows, 'test_top1_tta_pct'), wall_s=time.time() - t_all)
-            save_results(a.out, doc, preset='fast', seed=None, data_dir=a.data_dir, note=a.note,
+            save_results(a.out, doc, preset=a.preset, seed=None, data_dir=a.data_dir, note=a.note,
                          cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
     print('\nvalidation top-1 (mean ± std over seeds), test top-1:')
     for name, s in doc['valid_top1_pct'].items():

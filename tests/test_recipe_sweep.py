@@ -26,3 +26,10 @@ def test_summarise():
     ft.test_eq(out['b'], dict(mean=None, std=None, n=0))     # runs without validation images
     ft.test_eq(out['c'], dict(mean=2.0, std=None, n=1))       # one seed: no spread
     ft.test_eq(list(out), ['a', 'b', 'c'])                     # in the order the variants ran
+
+def test_parse_variants_epochs():
+    "A variant's own epochs (a wider network given the fewer epochs that fit the same minutes)."
+    s = _sweep()
+    ft.test_eq(s.parse_variants('a:backbone=air_x1.25,epochs=6.3;b:epochs=9'),
+               {'a': {'backbone': 'air_x1.25', 'epochs': 6.3}, 'b': {'epochs': 9}})
+    with pytest.raises(ValueError): s.parse_variants('a:epochs=six')
