@@ -42,6 +42,10 @@ ABLATIONS = {   # name: RunConfig overrides that undo one ingredient of the fast
                           ns_steps=3, whiten_epochs=3, bn_weight=False),
     'air_frozen_bnw': dict(backbone='air', batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12, muon_momentum=0.7,
                            ns_steps=3, whiten_epochs=3),   # the same with BatchNorm scales trained
+    # the `air` preset given more epochs than 15 CPU minutes hold (run with --epochs 12): warm-up and the stem's
+    # training stretched with them (23 % and a third of the epochs), as the GPU sweep data/results/device/ ran it
+    'air_long':      dict(backbone='air', batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12, muon_momentum=0.7,
+                          ns_steps=3, warmup_epochs=2.76, whiten_epochs=4),
 }
 
 def main():
