@@ -331,6 +331,13 @@ def resolve_device(device:str|torch.device='auto', local_rank:int=0)->torch.devi
     "The device to train on: `default_device()` for 'auto', this process's GPU under torchrun."
     dev = default_device() if str(device) == 'auto' else torch.device(device)
     if dev.type == 'cuda' and dev.index is None: dev = torch.device('cuda', local_rank)  # one GPU per process
+    n = torch.cuda.device_count()
+    if dev.type == 'cuda' and n == 0:
+        raise ValueError(f"device={str(device)!r} asks for a GPU, but torch sees none (a CPU-only build, or no "
+                         "driver): use device='auto' or 'cpu'")
+    if dev.type == 'cuda' and dev.index >= n:   # else CUDA's own 'invalid device ordinal', deep in init_distributed
+        raise ValueError(f"this process would train on {dev}, but {n} GPU(s) are visible: under torchrun start at "
+                         f"most one process per GPU (--nproc_per_node={n}), or train on the CPU with device='cpu'")
     return dev
 
 def init_distributed(device:torch.device)->bool:

@@ -42,7 +42,8 @@ WORKER = textwrap.dedent('''
     y = (x[:, 0].mean((1, 2)) > 0).long() + 2 * (x[:, 1].mean((1, 2)) > 0).long()   # 4 learnable classes
     xt, yt, xv, yv = x[:256], y[:256], x[256:], y[256:]
     set_seed(0)
-    cfg = dict(batch_size=32, lr=0.05, ema_decay=0.9, amp=False, quiet=True, tensorboard=False)
+    # on the CPU even where a GPU is visible: Gloo ranks, and exact resumption (chapter 08, 'Resuming a killed run')
+    cfg = dict(batch_size=32, lr=0.05, ema_decay=0.9, amp=False, quiet=True, tensorboard=False, device='cpu')
     if mode == 'joint':
         model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
         st = fit(model, TensorLoader(xt, yt, 32, rank=rank, world_size=world),
