@@ -1,8 +1,9 @@
-r"""A seed-replicated sweep of `fast`-recipe variants of one network, chosen on validation: for each named variant
-(RunConfig overrides on top of the preset) and each seed, train with `dynmoe.experiment.run_training` in this
-process and record validation top-1 (the 5,000 held-out training images), test top-1 (plain and with flip TTA) and
-the training wall time. Meant for a GPU, where a run of the static network takes seconds, so that a recipe for the
-slow CPU target run can be chosen on several seeds; on a CPU each run takes as long as a `recipe_ablation.py` row.
+r"""A seed-replicated sweep of recipe variants of one network, chosen on validation: for each named variant
+(RunConfig overrides on top of a preset, `fast` unless `--preset` names another) and each seed, train with
+`dynmoe.experiment.run_training` in this process and record validation top-1 (the 5,000 held-out training images),
+test top-1 (plain and with flip TTA) and the training wall time. Meant for a GPU, where a run of the static network
+takes seconds, so that a recipe for the slow CPU target run can be chosen on several seeds; on a CPU each run takes
+as long as a `recipe_ablation.py` row.
 
 The results file is rewritten after every run, so a sweep cut short keeps what finished. Variants are given as
 `name:key=value,key=value` separated by semicolons; `base` (no overrides) is always available:
@@ -38,7 +39,9 @@ def parse_variants(s:str)->dict:
         epochs = [t for t in pairs if t.partition('=')[0].strip() == 'epochs']   # per variant: same minutes, not epochs
         out[name] = parse_overrides(','.join(t for t in pairs if t not in epochs))
         if epochs:
-            e = float(epochs[-1].partition('=')[2])
+            v = epochs[-1].partition('=')[2].strip()
+            try: e = float(v)
+            except ValueError: raise ValueError(f"variant {name!r}: epochs must be a number, got {v!r}") from None
             out[name]['epochs'] = int(e) if e == int(e) else e
     if not out: raise ValueError("--variants is empty")
     return out
@@ -55,7 +58,7 @@ def summarise(rows:list, key:str)->dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--data-dir', default='data')
-    p.add_argument('--variants', required=True, help="'name:key=value,...;name:...' RunConfig overrides of 'fast'")
+    p.add_argument('--variants', required=True, help="'name:key=value,...;name:...' RunConfig overrides of --preset")
     p.add_argument('--seeds', default='0')
     p.add_argument('--model', default='static')
     p.add_argument('--preset', default='fast', help="the preset the variants override (chapter 08a's PRESETS)")

@@ -32,4 +32,4 @@ def test_parse_variants_epochs():
     s = _sweep()
     ft.test_eq(s.parse_variants('a:backbone=air_x1.25,epochs=6.3;b:epochs=9'),
                {'a': {'backbone': 'air_x1.25', 'epochs': 6.3}, 'b': {'epochs': 9}})
-    with pytest.raises(ValueError): s.parse_variants('a:epochs=six')
+    with pytest.raises(ValueError, match="epochs must be a number, got 'six'"): s.parse_variants('a:epochs=six')
