@@ -3,7 +3,9 @@
 benchmarks/bench_width.py reaches, counted as 3 x its forward MACs (forward, and the gradients of the inputs and of
 the weights, each about one forward) x 2 FLOPs per MAC.
 
-    python benchmarks/bench_peak.py --threads 2   # -> data/results/bench_peak.json (reads data/results/bench_width_air.json)
+    python benchmarks/bench_peak.py --threads 2   # -> data/results/bench_peak.json
+
+It reads the step times of data/results/bench_width_air.json.
 
 The matrix products run in blocks of `--reps` after a warm-up; the median over all timed products is the rate.
 Speed is never asserted in tests.
@@ -44,7 +46,8 @@ def main():
         for s, v in r['scales'].items():
             g = 3 * v['mmacs_per_img'] * 1e6 * 2 * r['batch_size'] / v['step_s_median'] / 1e9
             step[s] = dict(gflops=g, of_matmul=g / best)
-            print(f"air x{s} training step: about {g:.0f} GFLOP/s, {100 * g / best:.0f} % of the best product", flush=True)
+            print(f"air x{s} training step: about {g:.0f} GFLOP/s, {100 * g / best:.0f} % of the best product",
+                  flush=True)
         out |= dict(width_file=a.width_file, width_commit=w['meta']['git_commit'], step_rate=step)
     save_results(a.out, out, command=default_command())
 
