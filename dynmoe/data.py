@@ -486,29 +486,33 @@ def augment_batch(x:Tensor, # (N, C, H, W) uint8 images, ideally channels-last i
                   bias:Tensor|None=None, # (C,) float offset, e.g. -mean/std
                   pad_mode:str='reflect', # 'reflect' or 'zeros': what a shifted window sees past the border
                   dtype:torch.dtype=torch.float32, # output dtype
-                 )->Tensor: # (B, C, H, W) `dtype`, channels-last
+                  size:int|None=None, # output side S <= min(H, W): an S x S window at offset `shift` (None: H x W)
+                 )->Tensor: # (B, C, H, W) `dtype`, channels-last; (B, C, S, S) with `size`
     "Crop (by shift), flip and normalise a batch with one gather and one multiply-add."
     _check_pad_mode(pad_mode)
     N, C, H, W = x.shape
+    if size is not None and not (isinstance(size, int) and 1 <= size <= min(H, W)):
+        raise ValueError(f"size must be an int in [1, {min(H, W)}] (the images are {H}x{W}), got {size!r}")
     B, dev = len(idx), x.device
     it = torch.int32 if N*H*W < 2**31 else torch.int64                # int32 indices: half the index traffic
     pix = x.permute(0, 2, 3, 1).contiguous().view(-1, C)               # (N*H*W, C): a no-op view if x is channels-last
-    rows, cols = torch.arange(H, device=dev).expand(B, H), torch.arange(W, device=dev).expand(B, W)
-    if flip is not None: cols = torch.where(flip[:, None], W - 1 - cols, cols)
+    h, w = (H, W) if size is None else (size, size)                   # the window read
+    rows, cols = torch.arange(h, device=dev).expand(B, h), torch.arange(w, device=dev).expand(B, w)
+    if flip is not None: cols = torch.where(flip[:, None], w - 1 - cols, cols)
     if shift is not None: rows, cols = rows + shift[:, :1], cols + shift[:, 1:]
     zeros = pad_mode == 'zeros' and shift is not None
     if zeros:
-        inside = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]  # (B, H, W)
+        inside = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]  # (B, h, w)
         rows, cols = rows.clamp(0, H - 1), cols.clamp(0, W - 1)
     else: rows, cols = _reflect(rows, H), _reflect(cols, W)
-    start = (rows*W + idx[:, None]*(H*W)).to(it)                      # (B, H) first source pixel of each output row
-    flat = (start[:, :, None] + cols.to(it)[:, None, :]).view(-1)     # (B*H*W,) source pixel of each output pixel
-    xb = pix.index_select(0, flat).view(B, H*W*C)                      # (B, H*W*C) uint8, i.e. NHWC
-    if zeros: xb = xb.masked_fill(~inside[..., None].expand(B, H, W, C).reshape(B, -1), 0)
+    start = (rows*W + idx[:, None]*(H*W)).to(it)                      # (B, h) first source pixel of each output row
+    flat = (start[:, :, None] + cols.to(it)[:, None, :]).view(-1)     # (B*h*w,) source pixel of each output pixel
+    xb = pix.index_select(0, flat).view(B, h*w*C)                      # (B, h*w*C) uint8, i.e. NHWC
+    if zeros: xb = xb.masked_fill(~inside[..., None].expand(B, h, w, C).reshape(B, -1), 0)
     out = xb.float()
-    if scale is not None:  # scale and bias as contiguous (H*W*C,) patterns: the multiply-add vectorises
-        out = out.mul_(scale.float().repeat(H*W)).add_(bias.float().repeat(H*W))
-    return out.to(dtype).view(B, H, W, C).permute(0, 3, 1, 2)         # (B, C, H, W) view, channels-last
+    if scale is not None:  # scale and bias as contiguous (h*w*C,) patterns: the multiply-add vectorises
+        out = out.mul_(scale.float().repeat(h*w)).add_(bias.float().repeat(h*w))
+    return out.to(dtype).view(B, h, w, C).permute(0, 3, 1, 2)         # (B, C, h, w) view, channels-last
 
 # %% ../nbs/01_data.ipynb #2ca19844
 def _seed(*ks)->int: return int(np.random.SeedSequence(list(ks)).generate_state(1)[0])
@@ -544,12 +548,14 @@ class FastLoader:
                  seed:int=0, # seeds the per-epoch permutations and augmentations
                  rank:int=0, # this process's rank for DDP
                  world_size:int=1, # number of DDP processes
+                 crop:int|None=None, # train on random crop x crop windows (progressive resizing; eval ignores it)
                 ):
         _check_loader(x, y, batch_size, mean, std, pad, pad_mode, rank, world_size)
         if flip not in (True, False, 'alternate'): raise ValueError(f"flip must be True, False or 'alternate', got {flip!r}")
         store_attr('train,pad,pad_mode,flip,dtype,seed,rank,world_size')
         self.device = torch.device(device) if device is not None else x.device
         self.x = x.to(self.device).contiguous(memory_format=torch.channels_last)    # (N, C, H, W), stored NHWC
+        self.set_crop(crop)
         self.y = y.to(self.device, torch.int64)
         self.bs, self.epoch = batch_size, 0
         self.shuffle = train if shuffle is None else shuffle
@@ -577,6 +583,13 @@ class FastLoader:
         "Make the next iteration epoch `epoch` (for DDP, call with the same value on every rank)."
         self.epoch = epoch
 
+    def set_crop(self, crop:int|None):
+        "Train on random `crop` x `crop` windows from the next batch on (None: the full images)."
+        H, W = self.x.shape[2:]
+        if crop is not None and not (isinstance(crop, int) and not isinstance(crop, bool) and 1 <= crop <= min(H, W)):
+            raise ValueError(f"crop must be None or an int in [1, {min(H, W)}] (the images are {H}x{W}), got {crop!r}")
+        self.crop = None if crop == min(H, W) == max(H, W) else crop   # a full-size crop is the plain loader
+
     def order(self, epoch:int)->Tensor:
         "Indices this rank visits in `epoch`: its slice of the shared permutation, or its chunk of the fixed order."
         N, ws, r = len(self.y), self.world_size, self.rank
@@ -595,11 +608,16 @@ class FastLoader:
         for k in range(len(self)):
             idx = order[k*self.bs:(k + 1)*self.bs]
             shift = flip = None
-            if self.train and self.pad:
+            crop = self.crop if self.train else None
+            if crop:   # the window's top-left corner anywhere in [-pad, side - crop + pad], each axis
+                shift = torch.stack([torch.randint(-self.pad, n - crop + self.pad + 1, (len(idx),), generator=g,
+                                                   device=self.device) for n in self.x.shape[2:]], 1)
+            elif self.train and self.pad:
                 shift = torch.randint(-self.pad, self.pad + 1, (len(idx), 2), generator=g, device=self.device)
             if self.train and self.flip == 'alternate': flip = self.first_flips()[idx] ^ bool(epoch % 2)
             elif self.train and self.flip: flip = torch.rand(len(idx), generator=g, device=self.device) < 0.5
-            yield augment_batch(self.x, idx, shift, flip, self.scale, self.bias, self.pad_mode, self.dtype), self.y[idx]
+            yield augment_batch(self.x, idx, shift, flip, self.scale, self.bias, self.pad_mode, self.dtype,
+                                crop), self.y[idx]
 
     def __repr__(self):
         return (f"FastLoader({len(self.y)} images, {len(self)} batches of {self.bs}, train={self.train}, "

@@ -200,13 +200,16 @@ def set_bn_momentum(self:DynNet, momentum:float)->DynNet:
 
 @patch
 def _check_input(self:DynNet, x:Tensor):
-    "A clear error unless `x` is a finite float batch of this network's image shape."
+    "A clear error unless `x` is a finite float batch of this network's image shape (in training: or a square crop)."
     if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_ch:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"expected images of shape (B, {self.in_ch}, H, W), got {got}")
-    if x.shape[-2:] != (self.img_size, self.img_size):
-        raise ValueError(f"this model was built for {self.img_size}x{self.img_size} images, got "
-                         f"{x.shape[-2]}x{x.shape[-1]}")
+    (H, W), s = x.shape[-2:], self.img_size
+    crop = self.training and H == W and s // 2 <= H < s   # progressive resizing's crops (chapters 01, 08)
+    if (H, W) != (s, s) and not crop:
+        raise ValueError(f"this model was built for {s}x{s} images, got {H}x{W}"
+                         + (f" (a training forward also takes square crops of {s // 2} to {s} pixels)" if self.training
+                            else ""))
     if not x.is_floating_point():
         raise TypeError(f"expected normalised float images, got {x.dtype} "
                         "(convert uint8 images with the data pipeline)")

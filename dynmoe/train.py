@@ -59,6 +59,8 @@ class Config:
     whiten_epochs: int = 0        # a whitening stem's bias trains for the first N epochs, then is frozen (airbench: 3;
                                   # 0 = it always trains)
     bn_weight: bool = True        # train BatchNorm scales; False fixes them at 1, as airbench does (biases still train)
+    crop_size: int = 0            # progressive resizing: the first `crop_epochs` epochs train on random crop_size x
+    crop_epochs: int = 0          # crop_size crops (the loader's `set_crop`, chapter 01); 0 = full images throughout
     exit_lr: float = 1.0          # learning-rate multiplier of early-exit heads (a model's `exit_parameters()`)
     bilevel: bool = True          # seed 003 Eq. 10-12 if the model has policy_parameters(); else joint
     outer_every: int = 10         # seed 003 app. B: the policy is updated every 10 steps on CIFAR (100 on ImageNet)
@@ -119,6 +121,10 @@ class Config:
             (isinstance(self.whiten_epochs, int) and self.whiten_epochs >= 0,
              f"whiten_epochs must be an int >= 0 (0 = the stem's bias always trains), got {self.whiten_epochs!r}"),
             (isinstance(self.bn_weight, bool), f"bn_weight must be True or False, got {self.bn_weight!r}"),
+            (isinstance(self.crop_size, int) and isinstance(self.crop_epochs, int) and self.crop_size >= 0
+             and self.crop_epochs >= 0 and (self.crop_size > 0) == (self.crop_epochs > 0),
+             f"crop_size and crop_epochs must be ints, both > 0 (progressive resizing) or both 0, got "
+             f"{self.crop_size!r} and {self.crop_epochs!r}"),
             (_num(self.exit_lr) and self.exit_lr > 0, f"exit_lr must be > 0, got {self.exit_lr!r}"),
             (isinstance(self.outer_every, int) and self.outer_every >= 1,
              f"outer_every must be an int >= 1, got {self.outer_every!r}"),
@@ -554,6 +560,9 @@ class Run:
         if self.world > 1 and cfg.whiten_epochs:
             raise ValueError("whiten_epochs > 0 freezes a parameter mid-run, which DistributedDataParallel cannot "
                              "follow; use whiten_epochs=0 under torchrun")
+        if cfg.crop_epochs and not hasattr(train_dl, 'set_crop'):
+            raise ValueError(f"crop_epochs={cfg.crop_epochs} needs a training loader with set_crop(size) (chapter 01's "
+                             f"FastLoader); {type(train_dl).__name__} has none")
         self.created_pg = init_distributed(self.device)
         self.lead = self.rank == 0
         self.out = Path(cfg.out_dir) if cfg.out_dir is not None and self.lead else None  # only rank 0 writes files
@@ -603,6 +612,7 @@ def start_epoch(run:Run, epoch:int): # iterator over the epoch's batches
     if hasattr(run.train_dl, 'set_epoch'): run.train_dl.set_epoch(epoch)
     if run.cfg.whiten_epochs:   # after them the stem is fixed: no gradient flows below the first conv group
         for b in whiten_biases(run.st.model): b.requires_grad_(epoch < run.cfg.whiten_epochs)
+    if run.cfg.crop_epochs: run.train_dl.set_crop(run.cfg.crop_size if epoch < run.cfg.crop_epochs else None)
     if run.resumed: return resume_epoch(run)
     run.epoch_rng = rng_state(run.train_dl)  # the generators as the epoch begins: mid-epoch checkpoints hold them
     batches = iter(run.train_dl)
