@@ -1,0 +1,97 @@
+"""Prototype (issue 12): train the `air` preset's static network on the harder half of every batch, as chosen by a
+small proxy network trained alongside it (the data filtering of airbench96_faster, made online).
+
+    python benchmarks/filter_proto.py --data-dir ../shared/data --epochs 14 --seed 0   # 45,000 train / 5,000 val
+
+For each drawn batch of `--draw` images: the proxy (the same architecture at widths 32/64/64) scores every image
+(forward only, its label-smoothed loss); the main network takes one optimiser step on the `--keep` images the proxy
+finds hardest; every `--proxy-every`-th batch the proxy itself takes a step on them. The proxy's minutes are counted
+in the training time. Everything else is the `air` preset (`make_config('air')`) and `fit`, unchanged: the main
+network sees batches of `--keep` images, so its learning rate and Muon settings are the preset's for batch 512.
+"""
+import argparse, os, sys, time
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # this checkout's dynmoe
+import torch, torch.nn.functional as F
+
+class ProxyFilter:
+    "Wrap a training loader: each batch is cut to the `keep` images a proxy network finds hardest."
+    def __init__(self, base, proxy, opt, cfg, keep:int, every:int, device):
+        self.base, self.proxy, self.opt, self.cfg, self.keep, self.every, self.device = base, proxy, opt, cfg, keep, every, device
+        self.n, self.seconds = 0, 0.0
+    def __len__(self): return len(self.base)
+    def __getattr__(self, k): return getattr(self.base, k)   # set_epoch, set_crop, generator, ...
+    def __iter__(self):
+        from dynmoe.train import to_device, lr_at
+        cfg = self.cfg
+        total = cfg.epochs * len(self.base) / self.every
+        warm = cfg.warmup_epochs * len(self.base) / self.every
+        for x, y in self.base:
+            t = time.perf_counter()
+            x, y = to_device(x, self.device, cfg.channels_last), y.to(self.device)
+            self.proxy.train()
+            with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16):
+                loss = F.cross_entropy(self.proxy(x).logits[-1].float(), y, reduction='none',
+                                       label_smoothing=cfg.label_smoothing)
+            idx = loss.topk(self.keep).indices.sort().values
+            xs, ys = x[idx], y[idx]
+            if self.n % self.every == 0:
+                lr = lr_at(self.n // self.every, int(total), cfg.lr, cfg.lr_min, int(warm), cfg.schedule)
+                for g in self.opt.param_groups: g['lr'] = lr * g.get('lr_scale', 1.0)
+                with torch.autocast(self.device.type, torch.bfloat16):
+                    l = F.cross_entropy(self.proxy(xs).logits[-1].float(), ys, label_smoothing=cfg.label_smoothing)
+                self.proxy.zero_grad(set_to_none=True); l.backward(); self.opt.step()
+            self.n += 1
+            self.seconds += time.perf_counter() - t
+            yield xs, ys
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--data-dir', default='data')
+    p.add_argument('--epochs', type=float, default=14)
+    p.add_argument('--draw', type=int, default=1024); p.add_argument('--keep', type=int, default=512)
+    p.add_argument('--proxy-every', type=int, default=4)
+    p.add_argument('--proxy-widths', default='32,64,64')
+    p.add_argument('--val-size', type=int, default=None)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--threads', type=int, default=torch.get_num_threads())
+    p.add_argument('--out', default=None)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    from dynmoe.experiment import make_config, load_data, init_stem, build_model, build_criterion, final_top1, quick_eval
+    from dynmoe.train import fit, make_optimizers, resolve_device
+    from dynmoe.models import BACKBONES, DynNet
+    from dynmoe.core import save_results, set_seed
+    BACKBONES['air_proxy'] = BACKBONES['air'] | dict(widths=tuple(int(w) for w in a.proxy_widths.split(',')))
+    cfg = make_config('air', model='static', data_dir=a.data_dir, epochs=a.epochs, seed=a.seed, quiet=True,
+                      val_size=a.val_size)
+    set_seed(cfg.seed)
+    ds = load_data(cfg)
+    model = init_stem(build_model(cfg, len(ds.classes), ds.train.x.shape[-1]), ds, whiten=cfg.whiten)
+    proxy = init_stem(DynNet('static', 'air_proxy', len(ds.classes), bn_momentum=cfg.bn_momentum), ds)
+    dev = resolve_device(cfg.device)
+    proxy = proxy.to(dev).to(memory_format=torch.channels_last)
+    popt = make_optimizers(proxy, cfg)['joint']
+    tdl, vdl, _ = ds.loaders(a.draw, eval_batch_size=500, seed=cfg.seed, pad=cfg.translate, flip=cfg.flip)
+    fdl = ProxyFilter(tdl, proxy, popt, cfg, a.keep, a.proxy_every, dev)
+    t0 = time.time()
+    st = fit(model, fdl, vdl, cfg, criterion=build_criterion(cfg, model), metric=final_top1)
+    secs = time.time() - t0
+    test = quick_eval(model, ds.test, ds, tta=cfg.tta)
+    ptest = quick_eval(proxy, ds.test, ds)
+    stem = f"filter_k{a.keep}of{a.draw}_e{a.epochs:g}" + (f"_val{a.val_size}" if a.val_size is not None else '') + \
+           (f"_seed{a.seed}" if a.seed else '')
+    out = a.out or f'data/results/recipe/{stem}.json'
+    doc = dict(method='proxy data filtering (online)', draw=a.draw, keep=a.keep, proxy_every=a.proxy_every,
+               proxy_widths=BACKBONES['air_proxy']['widths'], epochs=cfg.epochs, threads=a.threads,
+               train_seconds=secs, proxy_seconds=fdl.seconds,
+               test_top1_pct=test['exit_acc_pct'][-1], test_top1_tta_pct=test.get('exit_acc_tta_pct', [None])[-1],
+               proxy_test_top1_pct=ptest['exit_acc_pct'][-1],
+               mmacs_per_img=test['full_path_mmacs_per_img'], proxy_mmacs_per_img=ptest['full_path_mmacs_per_img'],
+               train_images=len(ds.train), valid_images=len(ds.valid),
+               valid_top1_pct=100 * st.history[-1]['valid_acc'] if len(ds.valid) else None,
+               config=cfg.to_dict(), history=st.history)
+    save_results(out, doc, preset='air', seed=a.seed, data_dir=a.data_dir, loadavg=os.getloadavg())
+    print(f"valid {doc['valid_top1_pct']} test {doc['test_top1_pct']:.2f} % (TTA {doc['test_top1_tta_pct']:.2f}); "
+          f"proxy {doc['proxy_test_top1_pct']:.2f} %; {secs:.0f} s training ({fdl.seconds:.0f} s proxy) -> {out}")
+
+if __name__ == '__main__': main()
