@@ -44,11 +44,38 @@ class ProxyFilter:
             self.seconds += time.perf_counter() - t
             yield xs, ys
 
+class StaleFilter:
+    "Wrap a training loader: each batch is cut to the `keep` images whose loss was highest when last trained on."
+    def __init__(self, base, keep:int, label_smoothing:float):
+        self.base, self.keep, self.ls = base, keep, label_smoothing
+        self.loss = torch.full((len(base.y),), 1e9)   # never seen: first in line (ties broken at random below)
+        self.cur, self.seconds = None, 0.0
+    def __len__(self): return len(self.base)
+    def __getattr__(self, k): return getattr(self.base, k)
+    def __iter__(self):
+        order, bs = self.base.order(self.base.epoch), self.base.bs   # FastLoader's batch k is order[k*bs:(k+1)*bs]
+        for k, (x, y) in enumerate(self.base):
+            idx = order[k*bs:(k + 1)*bs]
+            sel = (self.loss[idx] + 1e-6 * torch.rand(len(idx))).topk(self.keep).indices.sort().values
+            self.cur = idx[sel]
+            yield x[sel], y[sel]
+    def record(self, logits, y):
+        "Store the per-image loss of the batch just yielded (called by the criterion on the training forward)."
+        if self.cur is None: return
+        t = time.perf_counter()
+        self.loss[self.cur] = F.cross_entropy(logits.detach().float(), y, reduction='none',
+                                              label_smoothing=self.ls).cpu()
+        self.cur = None
+        self.seconds += time.perf_counter() - t
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--data-dir', default='data')
     p.add_argument('--epochs', type=float, default=14)
     p.add_argument('--draw', type=int, default=1024); p.add_argument('--keep', type=int, default=512)
+    p.add_argument('--select', default='proxy', choices=['proxy', 'stale'],
+                   help="who scores the images: a small proxy network, or the main network's own loss when it last "
+                        "trained on each image (free; never-seen images first)")
     p.add_argument('--proxy-every', type=int, default=4)
     p.add_argument('--proxy-widths', default='32,64,64')
     p.add_argument('--val-size', type=int, default=None)
@@ -70,28 +97,35 @@ def main():
     proxy = init_stem(DynNet('static', 'air_proxy', len(ds.classes), bn_momentum=cfg.bn_momentum), ds)
     dev = resolve_device(cfg.device)
     proxy = proxy.to(dev).to(memory_format=torch.channels_last)
-    popt = make_optimizers(proxy, cfg)['joint']
     tdl, vdl, _ = ds.loaders(a.draw, eval_batch_size=500, seed=cfg.seed, pad=cfg.translate, flip=cfg.flip)
-    fdl = ProxyFilter(tdl, proxy, popt, cfg, a.keep, a.proxy_every, dev)
+    crit = build_criterion(cfg, model)
+    if a.select == 'proxy':
+        fdl = ProxyFilter(tdl, proxy, make_optimizers(proxy, cfg)['joint'], cfg, a.keep, a.proxy_every, dev)
+        criterion = crit
+    else:
+        fdl = StaleFilter(tdl, a.keep, cfg.label_smoothing)
+        def criterion(o, y, part='joint'):
+            fdl.record(o.logits[-1], y)
+            return crit(o, y, part)
     t0 = time.time()
-    st = fit(model, fdl, vdl, cfg, criterion=build_criterion(cfg, model), metric=final_top1)
+    st = fit(model, fdl, vdl, cfg, criterion=criterion, metric=final_top1)
     secs = time.time() - t0
     test = quick_eval(model, ds.test, ds, tta=cfg.tta)
-    ptest = quick_eval(proxy, ds.test, ds)
-    stem = f"filter_k{a.keep}of{a.draw}_e{a.epochs:g}" + (f"_val{a.val_size}" if a.val_size is not None else '') + \
+    ptest = quick_eval(proxy, ds.test, ds) if a.select == 'proxy' else None
+    stem = ('stale' if a.select == 'stale' else '') + f"filter_k{a.keep}of{a.draw}_e{a.epochs:g}" + (f"_val{a.val_size}" if a.val_size is not None else '') + \
            (f"_seed{a.seed}" if a.seed else '')
     out = a.out or f'data/results/recipe/{stem}.json'
-    doc = dict(method='proxy data filtering (online)', draw=a.draw, keep=a.keep, proxy_every=a.proxy_every,
+    doc = dict(method='proxy data filtering (online)' if a.select == 'proxy' else "the main network's last loss per image", draw=a.draw, keep=a.keep, proxy_every=a.proxy_every,
                proxy_widths=BACKBONES['air_proxy']['widths'], epochs=cfg.epochs, threads=a.threads,
                train_seconds=secs, proxy_seconds=fdl.seconds,
                test_top1_pct=test['exit_acc_pct'][-1], test_top1_tta_pct=test.get('exit_acc_tta_pct', [None])[-1],
-               proxy_test_top1_pct=ptest['exit_acc_pct'][-1],
-               mmacs_per_img=test['full_path_mmacs_per_img'], proxy_mmacs_per_img=ptest['full_path_mmacs_per_img'],
+               proxy_test_top1_pct=ptest and ptest['exit_acc_pct'][-1],
+               mmacs_per_img=test['full_path_mmacs_per_img'], proxy_mmacs_per_img=ptest and ptest['full_path_mmacs_per_img'],
                train_images=len(ds.train), valid_images=len(ds.valid),
                valid_top1_pct=100 * st.history[-1]['valid_acc'] if len(ds.valid) else None,
                config=cfg.to_dict(), history=st.history)
     save_results(out, doc, preset='air', seed=a.seed, data_dir=a.data_dir, loadavg=os.getloadavg())
     print(f"valid {doc['valid_top1_pct']} test {doc['test_top1_pct']:.2f} % (TTA {doc['test_top1_tta_pct']:.2f}); "
-          f"proxy {doc['proxy_test_top1_pct']:.2f} %; {secs:.0f} s training ({fdl.seconds:.0f} s proxy) -> {out}")
+          f"proxy {doc['proxy_test_top1_pct']} %; {secs:.0f} s training ({fdl.seconds:.0f} s selecting) -> {out}")
 
 if __name__ == '__main__': main()
