@@ -549,13 +549,14 @@ class FastLoader:
                  rank:int=0, # this process's rank for DDP
                  world_size:int=1, # number of DDP processes
                  crop:int|None=None, # train on random crop x crop windows (progressive resizing; eval ignores it)
+                 downscale:int|None=None, # train on whole images shrunk to downscale x downscale (eval ignores it)
                 ):
         _check_loader(x, y, batch_size, mean, std, pad, pad_mode, rank, world_size)
         if flip not in (True, False, 'alternate'): raise ValueError(f"flip must be True, False or 'alternate', got {flip!r}")
         store_attr('train,pad,pad_mode,flip,dtype,seed,rank,world_size')
         self.device = torch.device(device) if device is not None else x.device
         self.x = x.to(self.device).contiguous(memory_format=torch.channels_last)    # (N, C, H, W), stored NHWC
-        self.set_crop(crop)
+        self.set_crop(crop); self.set_downscale(downscale)
         self.y = y.to(self.device, torch.int64)
         self.bs, self.epoch = batch_size, 0
         self.shuffle = train if shuffle is None else shuffle
@@ -590,6 +591,14 @@ class FastLoader:
             raise ValueError(f"crop must be None or an int in [1, {min(H, W)}] (the images are {H}x{W}), got {crop!r}")
         self.crop = None if crop == min(H, W) == max(H, W) else crop   # a full-size crop is the plain loader
 
+    def set_downscale(self, side:int|None):
+        "Train on the augmented images resized to `side` x `side` from the next batch on (None: their own size)."
+        H, W = self.x.shape[2:]
+        if side is not None and not (isinstance(side, int) and not isinstance(side, bool) and 1 <= side <= min(H, W)):
+            raise ValueError(f"downscale must be None or an int in [1, {min(H, W)}] (the images are {H}x{W}), "
+                             f"got {side!r}")
+        self.downscale = None if side == min(H, W) == max(H, W) else side   # full size: the plain loader
+
     def order(self, epoch:int)->Tensor:
         "Indices this rank visits in `epoch`: its slice of the shared permutation, or its chunk of the fixed order."
         N, ws, r = len(self.y), self.world_size, self.rank
@@ -616,8 +625,11 @@ class FastLoader:
                 shift = torch.randint(-self.pad, self.pad + 1, (len(idx), 2), generator=g, device=self.device)
             if self.train and self.flip == 'alternate': flip = self.first_flips()[idx] ^ bool(epoch % 2)
             elif self.train and self.flip: flip = torch.rand(len(idx), generator=g, device=self.device) < 0.5
-            yield augment_batch(self.x, idx, shift, flip, self.scale, self.bias, self.pad_mode, self.dtype,
-                                crop), self.y[idx]
+            xb = augment_batch(self.x, idx, shift, flip, self.scale, self.bias, self.pad_mode, self.dtype, crop)
+            if self.train and self.downscale:   # bilinear with antialiasing: each output pixel averages its area
+                xb = F.interpolate(xb.float(), size=(self.downscale,)*2, mode='bilinear', antialias=True,
+                                   align_corners=False).to(xb.dtype).contiguous(memory_format=torch.channels_last)
+            yield xb, self.y[idx]
 
     def __repr__(self):
         return (f"FastLoader({len(self.y)} images, {len(self)} batches of {self.bs}, train={self.train}, "

@@ -200,15 +200,15 @@ def set_bn_momentum(self:DynNet, momentum:float)->DynNet:
 
 @patch
 def _check_input(self:DynNet, x:Tensor):
-    "A clear error unless `x` is a finite float batch of this network's image shape (in training: or a square crop)."
+    "A clear error unless `x` is a finite float batch of this network's image shape (in training: or smaller squares)."
     if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_ch:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"expected images of shape (B, {self.in_ch}, H, W), got {got}")
     (H, W), s = x.shape[-2:], self.img_size
-    crop = self.training and H == W and s // 2 <= H < s   # progressive resizing's crops (chapters 01, 08)
+    crop = self.training and H == W and s // 2 <= H < s   # crops or downscaled images of the first epochs (01, 08)
     if (H, W) != (s, s) and not crop:
         raise ValueError(f"this model was built for {s}x{s} images, got {H}x{W}"
-                         + (f" (a training forward also takes square crops of {s // 2} to {s} pixels)" if self.training
+                         + (f" (a training forward also takes squares of {s // 2} to {s} pixels)" if self.training
                             else ""))
     if not x.is_floating_point():
         raise TypeError(f"expected normalised float images, got {x.dtype} "

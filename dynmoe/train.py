@@ -61,6 +61,8 @@ class Config:
     bn_weight: bool = True        # train BatchNorm scales; False fixes them at 1, as airbench does (biases still train)
     crop_size: int = 0            # progressive resizing: the first `crop_epochs` epochs train on random crop_size x
     crop_epochs: int = 0          # crop_size crops (the loader's `set_crop`, chapter 01); 0 = full images throughout
+    downscale_size: int = 0       # small images first: the first `downscale_epochs` epochs train on whole images
+    downscale_epochs: int = 0     # shrunk to downscale_size a side (the loader's `set_downscale`, chapter 01); 0 = off
     exit_lr: float = 1.0          # learning-rate multiplier of early-exit heads (a model's `exit_parameters()`)
     bilevel: bool = True          # seed 003 Eq. 10-12 if the model has policy_parameters(); else joint
     outer_every: int = 10         # seed 003 app. B: the policy is updated every 10 steps on CIFAR (100 on ImageNet)
@@ -125,6 +127,11 @@ class Config:
              and self.crop_epochs >= 0 and (self.crop_size > 0) == (self.crop_epochs > 0),
              f"crop_size and crop_epochs must be ints, both > 0 (progressive resizing) or both 0, got "
              f"{self.crop_size!r} and {self.crop_epochs!r}"),
+            (isinstance(self.downscale_size, int) and isinstance(self.downscale_epochs, int)
+             and self.downscale_size >= 0 and self.downscale_epochs >= 0
+             and (self.downscale_size > 0) == (self.downscale_epochs > 0),
+             f"downscale_size and downscale_epochs must be ints, both > 0 (small images first) or both 0, got "
+             f"{self.downscale_size!r} and {self.downscale_epochs!r}"),
             (_num(self.exit_lr) and self.exit_lr > 0, f"exit_lr must be > 0, got {self.exit_lr!r}"),
             (isinstance(self.outer_every, int) and self.outer_every >= 1,
              f"outer_every must be an int >= 1, got {self.outer_every!r}"),
@@ -563,6 +570,9 @@ class Run:
         if cfg.crop_epochs and not hasattr(train_dl, 'set_crop'):
             raise ValueError(f"crop_epochs={cfg.crop_epochs} needs a training loader with set_crop(size) (chapter 01's "
                              f"FastLoader); {type(train_dl).__name__} has none")
+        if cfg.downscale_epochs and not hasattr(train_dl, 'set_downscale'):
+            raise ValueError(f"downscale_epochs={cfg.downscale_epochs} needs a training loader with set_downscale(side) "
+                             f"(chapter 01's FastLoader); {type(train_dl).__name__} has none")
         self.created_pg = init_distributed(self.device)
         self.lead = self.rank == 0
         self.out = Path(cfg.out_dir) if cfg.out_dir is not None and self.lead else None  # only rank 0 writes files
@@ -613,6 +623,8 @@ def start_epoch(run:Run, epoch:int): # iterator over the epoch's batches
     if run.cfg.whiten_epochs:   # after them the stem is fixed: no gradient flows below the first conv group
         for b in whiten_biases(run.st.model): b.requires_grad_(epoch < run.cfg.whiten_epochs)
     if run.cfg.crop_epochs: run.train_dl.set_crop(run.cfg.crop_size if epoch < run.cfg.crop_epochs else None)
+    if run.cfg.downscale_epochs:
+        run.train_dl.set_downscale(run.cfg.downscale_size if epoch < run.cfg.downscale_epochs else None)
     if run.resumed: return resume_epoch(run)
     run.epoch_rng = rng_state(run.train_dl)  # the generators as the epoch begins: mid-epoch checkpoints hold them
     batches = iter(run.train_dl)

@@ -32,3 +32,13 @@ def test_each_epoch_is_the_plain_epoch_resized(load_benchmark):
     wrapped.set_epoch(0); ref.set_epoch(0)
     x, xr = next(iter(wrapped))[0], next(iter(ref))[0]
     ft.test_close(x.mean((2, 3)), xr.mean((2, 3)), eps=0.05)
+
+def test_the_package_option_trains_on_the_same_batches(load_benchmark):
+    # `FastLoader.set_downscale`, which `fit` calls for `downscale_size`/`downscale_epochs` (recipe_ablation's
+    # air_small16), yields the prototype's batches bit for bit: the committed prototype runs are that option's runs
+    sp = load_benchmark('scale_proto')
+    proto, pkg = sp.ScaledLoader(_loader(), [4, 4, 8]), _loader()
+    for epoch in range(3):
+        proto.set_epoch(epoch); pkg.set_epoch(epoch); pkg.set_downscale(4 if epoch < 2 else None)
+        for (x, y), (xp, yp) in zip(proto, pkg, strict=True):
+            ft.test_eq(x, xp); ft.test_eq(y, yp)
