@@ -55,7 +55,8 @@ def main():
     try: sizes = parse_sizes(a.sizes)
     except ValueError as e: p.error(str(e))
     torch.set_num_threads(a.threads)
-    from dynmoe.experiment import make_config, load_data, init_stem, build_model, build_criterion, final_top1, quick_eval
+    from dynmoe.experiment import (make_config, load_data, init_stem, build_model, build_criterion, final_top1,
+                                   quick_eval)
     from dynmoe.train import fit
     from dynmoe.core import save_results, set_seed
     try:
@@ -66,7 +67,8 @@ def main():
     except (ValueError, FileNotFoundError) as e: p.error(str(e))
     full = ds.train.x.shape[-1]
     if max(sizes) > full: p.error(f"--sizes: no side may exceed the images' {full} pixels, got {max(sizes)}")
-    if sizes[-1] != full: p.error(f"--sizes must end at the full {full} pixels (the test images' size), got {sizes[-1]}")
+    if sizes[-1] != full:
+        p.error(f"--sizes must end at the full {full} pixels (the test images' size), got {sizes[-1]}")
     model = init_stem(build_model(cfg, len(ds.classes), full), ds, whiten=cfg.whiten)
     tdl, vdl, _ = ds.loaders(cfg.batch_size, eval_batch_size=500, seed=cfg.seed, pad=cfg.translate, flip=cfg.flip)
     t0 = time.time()

@@ -35,7 +35,7 @@ def test_each_epoch_is_the_plain_epoch_resized(load_benchmark):
 
 def test_the_package_option_trains_on_the_same_batches(load_benchmark):
     # `FastLoader.set_downscale`, which `fit` calls for `downscale_size`/`downscale_epochs` (recipe_ablation's
-    # air_small16), yields the prototype's batches bit for bit: the committed prototype runs are that option's runs
+    # air_small16), yields the prototype's batches bit for bit, so the prototype's runs measured what the option trains
     sp = load_benchmark('scale_proto')
     proto, pkg = sp.ScaledLoader(_loader(), [4, 4, 8]), _loader()
     for epoch in range(3):
