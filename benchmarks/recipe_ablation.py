@@ -51,8 +51,8 @@ ABLATIONS = {   # name: RunConfig overrides that undo one ingredient of the fast
     'air_crop24':    dict(backbone='air', batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12, muon_momentum=0.7,
                           ns_steps=3, warmup_epochs=2.76, whiten_epochs=4, crop_size=24, crop_epochs=7),
     # small images first (chapter 08): the `air` preset whose first 6 epochs train on whole images shrunk to 16 x 16,
-    # about a fifth of the cost of an epoch at 32 x 32 (run with --epochs 13: 6 small + 7 whole epochs); the same
-    # training as benchmarks/scale_proto.py --sizes 16:6,32:7, batch for batch (tests/test_scale_proto.py)
+    # about 0.28 of the cost of an epoch at 32 x 32 on this CPU (run with --epochs 13: 6 small + 7 whole epochs);
+    # the same training as benchmarks/scale_proto.py --sizes 16:6,32:7, batch for batch (tests/test_scale_proto.py)
     'air_small16':   dict(backbone='air', batch_size=512, lr=0.75, lr_min=0.0525, muon_lr=0.12, muon_momentum=0.7,
                           ns_steps=3, whiten_epochs=3, downscale_size=16, downscale_epochs=6),
 }

@@ -584,20 +584,21 @@ class FastLoader:
         "Make the next iteration epoch `epoch` (for DDP, call with the same value on every rank)."
         self.epoch = epoch
 
+    def _side(self, name:str, side:int|None)->int|None:
+        "`side` checked as a training image side; None for the images' own size (square images: the plain loader)."
+        H, W = self.x.shape[2:]
+        if side is not None and not (isinstance(side, int) and not isinstance(side, bool) and 1 <= side <= min(H, W)):
+            raise ValueError(f"{name} must be None or an int in [1, {min(H, W)}] (the images are {H}x{W}), "
+                             f"got {side!r}")
+        return None if side == min(H, W) == max(H, W) else side
+
     def set_crop(self, crop:int|None):
         "Train on random `crop` x `crop` windows from the next batch on (None: the full images)."
-        H, W = self.x.shape[2:]
-        if crop is not None and not (isinstance(crop, int) and not isinstance(crop, bool) and 1 <= crop <= min(H, W)):
-            raise ValueError(f"crop must be None or an int in [1, {min(H, W)}] (the images are {H}x{W}), got {crop!r}")
-        self.crop = None if crop == min(H, W) == max(H, W) else crop   # a full-size crop is the plain loader
+        self.crop = self._side('crop', crop)
 
     def set_downscale(self, side:int|None):
         "Train on the augmented images resized to `side` x `side` from the next batch on (None: their own size)."
-        H, W = self.x.shape[2:]
-        if side is not None and not (isinstance(side, int) and not isinstance(side, bool) and 1 <= side <= min(H, W)):
-            raise ValueError(f"downscale must be None or an int in [1, {min(H, W)}] (the images are {H}x{W}), "
-                             f"got {side!r}")
-        self.downscale = None if side == min(H, W) == max(H, W) else side   # full size: the plain loader
+        self.downscale = self._side('downscale', side)
 
     def order(self, epoch:int)->Tensor:
         "Indices this rank visits in `epoch`: its slice of the shared permutation, or its chunk of the fixed order."
