@@ -571,8 +571,8 @@ class Run:
             raise ValueError(f"crop_epochs={cfg.crop_epochs} needs a training loader with set_crop(size) (chapter 01's "
                              f"FastLoader); {type(train_dl).__name__} has none")
         if cfg.downscale_epochs and not hasattr(train_dl, 'set_downscale'):
-            raise ValueError(f"downscale_epochs={cfg.downscale_epochs} needs a training loader with set_downscale(side) "
-                             f"(chapter 01's FastLoader); {type(train_dl).__name__} has none")
+            raise ValueError(f"downscale_epochs={cfg.downscale_epochs} needs a training loader with "
+                             f"set_downscale(side) (chapter 01's FastLoader); {type(train_dl).__name__} has none")
         self.created_pg = init_distributed(self.device)
         self.lead = self.rank == 0
         self.out = Path(cfg.out_dir) if cfg.out_dir is not None and self.lead else None  # only rank 0 writes files
