@@ -43,18 +43,6 @@ def precise_bn(model:torch.nn.Module, batches, amp:bool=True)->torch.nn.Module:
         torch.optim.swa_utils.update_bn(batches, m)
     return m.eval()
 
-def val_top1(model, split, mean, std, bs:int=500)->float:
-    "Final-exit top-1 (%) on `split`, bf16 autocast as in training."
-    from dynmoe.data import normalise
-    from dynmoe.core import autocast
-    model.eval(); correct = 0
-    with torch.no_grad():
-        for i in range(0, len(split), bs):
-            x = normalise(split.x[i:i + bs], mean, std).contiguous(memory_format=torch.channels_last)
-            with autocast(torch.device('cpu')): out = model(x)
-            correct += (out.logits[-1].argmax(1) == split.y[i:i + bs]).sum().item()
-    return 100 * correct / len(split)
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--data-dir', default='data')
@@ -67,20 +55,21 @@ def main():
     except ValueError as e: p.error(str(e))
     if not os.path.isfile(a.ckpt): p.error(f"--ckpt {a.ckpt}: no such file")
     torch.set_num_threads(a.threads)
-    from dynmoe.experiment import load_trained, load_data
+    from dynmoe.experiment import load_trained, load_data, quick_eval
     from dynmoe.core import save_results
     model, cfg = load_trained(a.ckpt)
     if not cfg.val_size: p.error(f"{a.ckpt} trained on every training image: no validation split to choose on")
     cfg.data_dir = a.data_dir
     ds = load_data(cfg)
     model = model.to(memory_format=torch.channels_last)
-    stored = val_top1(model, ds.valid, ds.mean, ds.std)
+    def val_top1(m)->float: return quick_eval(m, ds.valid, ds)['exit_acc_pct'][-1]   # final exit, bf16 as in training
+    stored = val_top1(model)
     print(f"stored statistics (momentum {cfg.bn_momentum}, with lookahead): {stored:.2f} % validation", flush=True)
     rows = []
     for n in ns:
         batches = bn_batches(ds.train.x, n, 500, ds.mean, ds.std)
         t = time.perf_counter(); m = precise_bn(model, batches, cfg.amp); secs = time.perf_counter() - t
-        acc = val_top1(m, ds.valid, ds.mean, ds.std)
+        acc = val_top1(m)
         rows.append(dict(images=n, valid_top1_pct=acc, diff_pp=acc - stored, seconds=secs))
         print(f"precise statistics over {n} training images: {acc:.2f} % validation ({acc - stored:+.2f} pp), "
               f"{secs:.1f} s on {a.threads} thread(s)", flush=True)
