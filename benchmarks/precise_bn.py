@@ -57,10 +57,12 @@ def main():
     torch.set_num_threads(a.threads)
     from dynmoe.experiment import load_trained, load_data, quick_eval
     from dynmoe.core import save_results
-    model, cfg = load_trained(a.ckpt)
+    try: model, cfg = load_trained(a.ckpt)   # a broken or foreign checkpoint: a one-line error, not a traceback
+    except (ValueError, KeyError, RuntimeError) as e: p.error(f"--ckpt {a.ckpt}: {e}")
     if not cfg.val_size: p.error(f"{a.ckpt} trained on every training image: no validation split to choose on")
     cfg.data_dir = a.data_dir
-    ds = load_data(cfg)
+    try: ds = load_data(cfg)
+    except (ValueError, FileNotFoundError) as e: p.error(str(e))
     model = model.to(memory_format=torch.channels_last)
     def val_top1(m)->float: return quick_eval(m, ds.valid, ds)['exit_acc_pct'][-1]   # final exit, bf16 as in training
     stored = val_top1(model)
